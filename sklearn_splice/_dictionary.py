@@ -1,0 +1,75 @@
+"""The concept dictionary: centred, unit-norm text embeddings of the concepts."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._cache import cache_key, default_cache_dir, load_cached_array, save_cached_array
+
+__all__ = ["normalize_rows", "concept_embeddings", "build_dictionary"]
+
+
+def normalize_rows(A: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm; all-zero rows stay zero instead of becoming NaN."""
+    A = np.asarray(A)
+    norms = np.linalg.norm(A, axis=1, keepdims=True)
+    return A / np.where(norms > 0, norms, 1.0)
+
+
+def _resolve_cache_dir(cache_dir: Any) -> Path | None:
+    if cache_dir is False:
+        return None
+    return default_cache_dir() if cache_dir is None else Path(os.fspath(cache_dir))
+
+
+def concept_embeddings(
+    encoder: Any, concepts: list[str], *, cache_dir: Any = None, verbose: bool = False
+) -> np.ndarray:
+    """Unit-norm text embeddings of ``concepts`` (``t_v / ||t_v||``), cached on disk.
+
+    The cache key is the encoder's ``cache_identity()`` (backbone and weights) together with
+    the exact list of concept strings, so any change to either rebuilds the entry. Encoders
+    without ``cache_identity`` are not cached; ``cache_dir=False`` disables the cache.
+    """
+    identity = getattr(encoder, "cache_identity", None)
+    folder = _resolve_cache_dir(cache_dir) if callable(identity) else None
+    path = key = None
+    if folder is not None:
+        key = cache_key("concepts-v1", identity(), json.dumps(concepts, ensure_ascii=False))
+        path = folder / "concepts" / f"{key}.npz"
+        cached = load_cached_array(path, key)
+        if cached is not None and cached.shape[0] == len(concepts):
+            if verbose:
+                print(f"[sklearn_splice] concept embeddings from cache {path}", file=sys.stderr)
+            return cached
+    if verbose:
+        print(f"[sklearn_splice] encoding {len(concepts)} concepts", file=sys.stderr)
+    emb = np.asarray(encoder.encode_text(list(concepts)), dtype=np.float32)
+    if emb.ndim != 2 or emb.shape[0] != len(concepts):
+        raise ValueError(
+            f"encoder.encode_text returned shape {emb.shape} for {len(concepts)} concepts; "
+            "expected (n_concepts, embedding_dim)."
+        )
+    if not np.isfinite(emb).all():
+        raise ValueError("encoder.encode_text returned NaN or infinite values for the concepts.")
+    emb = normalize_rows(emb).astype(np.float32)
+    if path is not None:
+        try:
+            save_cached_array(path, key, emb)
+        except OSError as exc:  # an unwritable cache must not stop the fit
+            import warnings
+
+            warnings.warn(f"Could not write the concept cache {path}: {exc}", UserWarning)
+    return emb
+
+
+def build_dictionary(unit_embeddings: np.ndarray) -> np.ndarray:
+    """``C = normalise(t - mean(t))``: centre over the vocabulary, then unit rows (SPEC.md)."""
+    T = np.asarray(unit_embeddings, dtype=np.float64)
+    return normalize_rows(T - T.mean(axis=0)).astype(np.float32)

@@ -1,0 +1,54 @@
+"""Lazy access to PyTorch and device selection."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_INSTALL_HINT = (
+    "sklearn_splice needs PyTorch for this step. Install it with "
+    "`pip install torch` (see https://pytorch.org for CUDA builds)."
+)
+
+
+def import_torch() -> Any:
+    """Import torch, or fail with an actionable message."""
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - torch is a hard dependency
+        raise ImportError(_INSTALL_HINT) from exc
+    return torch
+
+
+def import_open_clip() -> Any:
+    """Import open_clip, or fail with an actionable message."""
+    try:
+        import open_clip
+    except ImportError as exc:  # pragma: no cover - open_clip is a hard dependency
+        raise ImportError(
+            "OpenCLIPEncoder needs the open_clip package. Install it with "
+            "`pip install open_clip_torch`."
+        ) from exc
+    return open_clip
+
+
+def resolve_device(device: Any = "auto") -> Any:
+    """Turn ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a torch.device into a torch.device.
+
+    ``"auto"`` picks the first CUDA device when one is usable and the CPU otherwise,
+    so that an estimator fitted on a GPU machine still runs on a CPU-only one.
+    """
+    torch = import_torch()
+    if device is None or (isinstance(device, str) and device == "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not a valid torch device; use 'auto', 'cpu' or 'cuda'."
+        ) from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} was requested but CUDA is not available on this machine; "
+            "use device='auto' or 'cpu'."
+        )
+    return dev

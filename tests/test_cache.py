@@ -1,0 +1,58 @@
+import numpy as np
+import pytest
+
+from sklearn_splice._cache import cache_key, default_cache_dir, load_cached_array, save_cached_array
+
+
+def test_round_trip_and_no_temporary_files(tmp_path):
+    a = np.arange(12, dtype=np.float32).reshape(3, 4)
+    path = tmp_path / "sub" / "x.npz"
+    save_cached_array(path, "k1", a)
+    np.testing.assert_array_equal(load_cached_array(path, "k1"), a)
+    assert [p.name for p in path.parent.iterdir()] == ["x.npz"]
+
+
+def test_missing_file_is_none(tmp_path):
+    assert load_cached_array(tmp_path / "none.npz", "k") is None
+
+
+def test_other_key_is_rejected_and_removed(tmp_path):
+    path = tmp_path / "x.npz"
+    save_cached_array(path, "k1", np.ones(3))
+    with pytest.warns(UserWarning, match="another key"):
+        assert load_cached_array(path, "k2") is None
+    assert not path.exists()
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage"])
+def test_damaged_file_is_rejected(tmp_path, damage):
+    path = tmp_path / "x.npz"
+    save_cached_array(path, "k", np.ones((50, 8), dtype=np.float32))
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"\x00" * 100)
+    with pytest.warns(UserWarning, match="Ignoring cache file"):
+        assert load_cached_array(path, "k") is None
+
+
+def test_checksum_catches_changed_values(tmp_path):
+    path = tmp_path / "x.npz"
+    save_cached_array(path, "k", np.ones(4))
+    with np.load(path) as data:
+        fields = dict(data)
+    fields["array"] = fields["array"] * 2
+    np.savez(path, **fields)
+    with pytest.warns(UserWarning, match="checksum"):
+        assert load_cached_array(path, "k") is None
+
+
+def test_keys_do_not_collide():
+    assert cache_key("ab", "c") != cache_key("a", "bc")
+    assert cache_key("a") == cache_key("a")
+
+
+def test_default_dir_follows_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("SKLEARN_SPLICE_CACHE_DIR", str(tmp_path))
+    assert default_cache_dir() == tmp_path
+    monkeypatch.delenv("SKLEARN_SPLICE_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_dir() == tmp_path / "xdg" / "sklearn_splice"

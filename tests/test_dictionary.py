@@ -1,0 +1,54 @@
+import numpy as np
+import pytest
+
+from helpers import CountingEncoder, HashingEncoder
+from sklearn_splice import build_dictionary, concept_embeddings
+
+
+def test_build_dictionary_is_centred_with_unit_rows():
+    T = np.random.RandomState(0).standard_normal((30, 8)) + 3.0
+    T /= np.linalg.norm(T, axis=1, keepdims=True)
+    C = build_dictionary(T)
+    assert C.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(C, axis=1), 1.0, rtol=1e-6)
+    expected = T - T.mean(0)
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    np.testing.assert_allclose(C, expected, atol=1e-6)
+
+
+def test_concept_embeddings_are_unit_and_cached(tmp_path):
+    enc = CountingEncoder(HashingEncoder(width=8))
+    words = ["cat", "dog", "tree"]
+    a = concept_embeddings(enc, words, cache_dir=tmp_path)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-6)
+    assert enc.n_texts == 3
+    b = concept_embeddings(enc, words, cache_dir=tmp_path)
+    assert enc.n_texts == 3  # served from the cache
+    np.testing.assert_array_equal(a, b)
+    assert len(list((tmp_path / "concepts").iterdir())) == 1
+
+
+def test_changed_vocabulary_or_backbone_never_reuses_the_cache(tmp_path):
+    enc = CountingEncoder(HashingEncoder(width=8))
+    concept_embeddings(enc, ["cat", "dog", "tree"], cache_dir=tmp_path)
+    concept_embeddings(enc, ["cat", "dog", "trees"], cache_dir=tmp_path)
+    assert enc.n_texts == 6
+    other = CountingEncoder(HashingEncoder(width=16))
+    out = concept_embeddings(other, ["cat", "dog", "tree"], cache_dir=tmp_path)
+    assert other.n_texts == 3 and out.shape == (3, 16)
+
+
+def test_cache_can_be_disabled_and_encoders_without_identity_are_not_cached(tmp_path):
+    enc = CountingEncoder(HashingEncoder(width=8))
+    concept_embeddings(enc, ["a", "b"], cache_dir=False)
+    concept_embeddings(HashingEncoder(width=8), ["a", "b"], cache_dir=tmp_path)
+    assert not (tmp_path / "concepts").exists()
+
+
+def test_bad_encoder_output_is_reported():
+    class Broken(HashingEncoder):
+        def encode_text(self, texts):
+            return np.full((len(texts) - 1, 8), 1.0)
+
+    with pytest.raises(ValueError, match=r"returned shape \(1, 8\) for 2 concepts"):
+        concept_embeddings(Broken(), ["a", "b"], cache_dir=False)

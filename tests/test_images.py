@@ -1,0 +1,67 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from sklearn_splice._images import image_input_id, load_image
+
+
+def test_paths_pil_and_arrays(tmp_path):
+    arr = np.random.RandomState(0).randint(0, 256, (20, 30, 3), dtype=np.uint8)
+    path = tmp_path / "a.png"
+    Image.fromarray(arr).save(path)
+    for item in (str(path), path, Image.fromarray(arr), arr):
+        img = load_image(item)
+        assert img.mode == "RGB" and img.size == (30, 20)
+        np.testing.assert_array_equal(np.asarray(img), arr)
+
+
+def test_modes_are_converted(tmp_path):
+    gray = np.tile(np.arange(0, 256, 16, dtype=np.uint8), (4, 1))
+    assert load_image(gray).mode == "RGB"
+    rgba = np.dstack([gray, gray, gray, np.full_like(gray, 128)])
+    assert load_image(rgba).mode == "RGB"
+    sixteen = (gray.astype(np.uint16) * 257)
+    path = tmp_path / "16bit.png"
+    Image.fromarray(sixteen).save(path)
+    img = np.asarray(load_image(path))
+    # PIL's own conversion would clip everything above 255 to white
+    np.testing.assert_array_equal(img[..., 0], gray)
+    cmyk = Image.fromarray(np.dstack([gray] * 3)).convert("CMYK")
+    assert load_image(cmyk).mode == "RGB"
+    pal = Image.fromarray(np.dstack([gray] * 3)).convert("P")
+    assert load_image(pal).mode == "RGB"
+
+
+def test_missing_and_unreadable_files_are_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"Image 7 \(.*nope\.jpg\) does not exist"):
+        load_image(str(tmp_path / "nope.jpg"), 7)
+    bad = tmp_path / "notes.jpg"
+    bad.write_text("not an image")
+    with pytest.raises(ValueError, match=r"Image 2 \(.*notes\.jpg\) could not be read"):
+        load_image(bad, 2)
+    with pytest.raises(ValueError, match="is a directory"):
+        load_image(tmp_path)
+
+
+def test_bad_arrays_and_types():
+    with pytest.raises(ValueError, match=r"shape \(4, 4, 3\) and dtype float64"):
+        load_image(np.zeros((4, 4, 3)), 0)
+    with pytest.raises(TypeError, match="Image 3 is a int"):
+        load_image(5, 3)
+
+
+def test_input_ids_follow_content(tmp_path):
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path)
+    first = image_input_id(str(path))
+    assert first == image_input_id(path)
+    Image.fromarray(np.ones((5, 4, 3), np.uint8)).save(path)
+    os.utime(path, ns=(1, 1))
+    assert image_input_id(str(path)) != first
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 1
+    assert image_input_id(a) == image_input_id(a.copy()) != image_input_id(b)
+    assert image_input_id(Image.fromarray(a)) != image_input_id(Image.fromarray(b))

@@ -1,0 +1,215 @@
+import pickle
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+
+from helpers import DictionaryEncoder, HashingEncoder
+from sklearn_splice import OpenCLIPEncoder, SpliceTransformer
+from sklearn_splice._synthetic import make_concept_dictionary
+
+WORDS = ["cat", "dog", "tree", "car", "sky", "sea", "grass", "house", "road", "snow", "boat", "bird"]
+
+
+@pytest.fixture
+def tiny_encoder(tiny_clip):
+    config, checkpoint = tiny_clip
+    return OpenCLIPEncoder(config, pretrained=checkpoint, device="cpu")
+
+
+def test_planted_concepts_are_found():
+    rng = np.random.RandomState(0)
+    T = make_concept_dictionary(200, 32, family_fraction=0.0, random_state=0).astype(np.float64)
+    concepts = [f"concept{i}" for i in range(200)]
+    splice = SpliceTransformer(
+        DictionaryEncoder(T, concepts), vocabulary=concepts, image_mean=np.zeros(32),
+        l1_penalty=0.01, device="cpu",
+    )
+    splice.fit(np.eye(32)[:2])
+    C = splice.components_.astype(np.float64)
+    planted = [rng.choice(200, 3, replace=False) for _ in range(6)]
+    X = np.array([C[p].T @ rng.uniform(0.5, 1.0, 3) for p in planted])
+    W = splice.transform(X).toarray()
+    names = splice.get_feature_names_out()
+    for w, p in zip(W, planted):
+        assert set(names[np.argsort(w)[-3:]]) == {concepts[i] for i in p}
+
+
+def test_fit_transform_on_image_files(tiny_encoder, image_files):
+    paths, _ = image_files
+    splice = SpliceTransformer(tiny_encoder, vocabulary=WORDS, l1_penalty=0.05, device="cpu")
+    W = splice.fit_transform(paths)
+    assert sp.isspmatrix_csr(W) and W.shape == (12, len(WORDS))
+    assert W.nnz > 0 and (W.data > 0).all()
+    assert list(splice.get_feature_names_out()) == WORDS
+    np.testing.assert_allclose(splice.transform(paths).toarray(), W.toarray(), atol=1e-10)
+    # the fitted mean is the mean of unit-normalised image embeddings
+    E = tiny_encoder.encode_image(paths).astype(np.float64)
+    E /= np.linalg.norm(E, axis=1, keepdims=True)
+    np.testing.assert_allclose(splice.mean_, E.mean(0), atol=1e-6)
+    C = splice.components_
+    np.testing.assert_allclose(np.linalg.norm(C, axis=1), 1.0, rtol=1e-5)
+    assert not hasattr(splice, "n_features_in_")
+    dense = clone(splice).set_params(sparse_output=False).fit_transform(paths)
+    np.testing.assert_allclose(dense, W.toarray(), atol=1e-10)
+
+
+def test_text_modality(tiny_encoder):
+    texts = ["a photo of a cat", "a red car on the road", "snow on a house", "boats at sea"]
+    splice = SpliceTransformer(tiny_encoder, vocabulary=WORDS, modality="text", l1_penalty=0.05, device="cpu")
+    W = splice.fit_transform(texts)
+    E = tiny_encoder.encode_text(texts).astype(np.float64)
+    E /= np.linalg.norm(E, axis=1, keepdims=True)
+    np.testing.assert_allclose(splice.mean_, E.mean(0), atol=1e-6)
+    assert W.shape == (4, len(WORDS))
+
+
+def test_pandas_output_has_concept_columns(tiny_encoder, image_files):
+    pytest.importorskip("pandas")
+    paths, _ = image_files
+    splice = SpliceTransformer(tiny_encoder, vocabulary=WORDS, l1_penalty=0.05, device="cpu")
+    df = splice.set_output(transform="pandas").fit_transform(paths)
+    assert list(df.columns) == WORDS and df.shape == (12, len(WORDS))
+    assert (df.to_numpy() >= 0).all()
+
+
+def test_grid_search_pipeline_on_tiny_clip(tiny_encoder, image_files):
+    paths, labels = image_files
+    pipe = Pipeline(
+        [
+            ("splice", SpliceTransformer(tiny_encoder, vocabulary=WORDS, device="cpu")),
+            ("clf", LogisticRegression(max_iter=1000)),
+        ]
+    )
+    search = GridSearchCV(pipe, {"splice__l1_penalty": [0.01, 0.05, 0.1]}, cv=3)
+    search.fit(paths, labels)
+    names = search.best_estimator_["splice"].get_feature_names_out()
+    coef = search.best_estimator_["clf"].coef_
+    assert coef.shape == (1, len(names)) and list(names) == WORDS
+    assert search.best_params_["splice__l1_penalty"] in (0.01, 0.05, 0.1)
+    assert search.predict(paths).shape == (12,)
+
+
+def test_inverse_transform_recomposes(tiny_encoder, image_files):
+    paths, _ = image_files
+    splice = SpliceTransformer(tiny_encoder, vocabulary=WORDS, l1_penalty=0.05, device="cpu").fit(paths)
+    W = splice.transform(paths)
+    Z = splice.inverse_transform(W)
+    C, mu = splice.components_.astype(np.float64), splice.mean_.astype(np.float64)
+    for w, z in zip(W.toarray(), Z):
+        v = w @ C
+        v = v / np.linalg.norm(v) if np.linalg.norm(v) else v
+        expected = (v + mu) / np.linalg.norm(v + mu)
+        np.testing.assert_allclose(z, expected, atol=1e-6)
+    np.testing.assert_allclose(splice.inverse_transform(np.zeros((1, len(WORDS))))[0], mu / np.linalg.norm(mu), atol=1e-6)
+
+
+def test_exclude_concepts_by_name():
+    enc = HashingEncoder(width=16)
+    X = np.random.RandomState(0).standard_normal((20, 16))
+    base = SpliceTransformer(enc, vocabulary=WORDS, l1_penalty=0.05, sparse_output=False, device="cpu")
+    W = base.fit_transform(X)
+    used = [WORDS[j] for j in np.argsort(-(W > 0).sum(0))[:2]]
+    W2 = clone(base).set_params(exclude_concepts=used).fit_transform(X)
+    cols = [WORDS.index(u) for u in used]
+    assert W[:, cols].any() and not W2[:, cols].any()
+    others = np.setdiff1d(np.arange(len(WORDS)), cols)
+    np.testing.assert_allclose(W2[:, others], W[:, others])
+    with pytest.raises(ValueError, match=r"'kat' \(close: cat\)"):
+        clone(base).set_params(exclude_concepts=["kat"]).fit(X)
+
+
+def test_image_mean_options(tiny_encoder, image_files):
+    paths, _ = image_files
+    mean = np.full(32, 0.1)
+    splice = SpliceTransformer(tiny_encoder, vocabulary=WORDS, image_mean=mean, device="cpu").fit(paths)
+    np.testing.assert_allclose(splice.mean_, mean)
+    with pytest.raises(ValueError, match=r"image_mean has shape \(31,\).*must have shape \(32,\)"):
+        splice.set_params(image_mean=np.zeros(31)).fit(paths)
+    with pytest.raises(ValueError, match="No reference mean image embedding is shipped"):
+        splice.set_params(image_mean="reference").fit(paths)
+    with pytest.raises(ValueError, match="needs an OpenCLIPEncoder"):
+        SpliceTransformer(HashingEncoder(), vocabulary=WORDS, image_mean="reference").fit(np.eye(8))
+
+
+def test_reference_mean_of_the_default_backbone_is_used():
+    class FakeViTB32(OpenCLIPEncoder):
+        """The paper's backbone in name; encodes with hashing so no weights are needed."""
+
+        def encode_text(self, texts):
+            return HashingEncoder(width=512).encode_text(texts)
+
+    splice = SpliceTransformer(FakeViTB32(), vocabulary=WORDS, image_mean="reference", device="cpu")
+    splice.fit(np.random.RandomState(0).standard_normal((3, 512)))
+    from sklearn_splice import load_reference_mean
+
+    np.testing.assert_array_equal(splice.mean_, load_reference_mean("ViT-B-32", "laion2b_s34b_b79k"))
+
+
+def test_pickle_reload_in_a_fresh_process(tiny_encoder, image_files, tmp_path):
+    paths, _ = image_files
+    splice = SpliceTransformer(tiny_encoder, vocabulary=WORDS, l1_penalty=0.05, device="auto").fit(paths)
+    expected = splice.transform(paths).toarray()
+    blob = tmp_path / "splice.pkl"
+    blob.write_bytes(pickle.dumps(splice))
+    assert blob.stat().st_size < 50_000  # numpy state only, no torch model
+    out = tmp_path / "out.npy"
+    code = (
+        "import pickle, sys, numpy as np; "
+        f"s = pickle.load(open({str(blob)!r}, 'rb')); "
+        f"np.save({str(out)!r}, s.transform({paths!r}).toarray())"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, env={**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""})
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-10)
+
+
+def test_inputs_are_not_modified(tiny_encoder, image_files):
+    paths, _ = image_files
+    before = list(paths)
+    X = np.random.RandomState(0).standard_normal((5, 32))
+    X_before = X.copy()
+    splice = SpliceTransformer(tiny_encoder, vocabulary=WORDS, device="cpu")
+    splice.fit(paths)
+    splice.transform(X)
+    assert paths == before and np.array_equal(X, X_before)
+
+
+def test_bad_inputs_get_clear_errors(tiny_encoder, image_files, tmp_path):
+    paths, _ = image_files
+    splice = SpliceTransformer(tiny_encoder, vocabulary=WORDS, device="cpu")
+    with pytest.raises(NotFittedError):
+        splice.transform(paths)
+    with pytest.raises(FileNotFoundError, match=r"Image 1 \(.*gone\.jpg\) does not exist"):
+        splice.fit([paths[0], str(tmp_path / "gone.jpg")])
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff garbage")
+    with pytest.raises(ValueError, match=r"Image 0 \(.*broken\.jpg\) could not be read"):
+        splice.fit([str(broken)])
+    splice.fit(paths)
+    with pytest.raises(ValueError, match=r"shape \(n_samples, 32\) for this model, got \(2, 31\)"):
+        splice.transform(np.zeros((2, 31)))
+    with pytest.raises(ValueError, match="'l1_penalty' parameter .* must be a float in the range"):
+        clone(splice).set_params(l1_penalty=-1).fit(paths)
+    with pytest.raises(ValueError, match="'vocabulary' parameter"):
+        clone(splice).set_params(vocabulary="wordnet").fit(paths)
+    with pytest.raises(ValueError, match="empty"):
+        clone(splice).set_params(vocabulary=[]).fit(paths)
+    with pytest.warns(UserWarning, match="repeats"):
+        with pytest.raises(ValueError, match="1 distinct concept"):
+            clone(splice).set_params(vocabulary=["cat", "cat"]).fit(paths)
+
+
+def test_embedding_width_mismatch_with_custom_encoder():
+    class Inconsistent(HashingEncoder):
+        def encode_image(self, X):
+            return np.zeros((len(X), 5))
+
+    with pytest.raises(ValueError, match=r"shape \(3, 5\), but the concept dictionary has width 8"):
+        SpliceTransformer(Inconsistent(), vocabulary=WORDS).fit(np.zeros((3, 8)))
