@@ -14,7 +14,8 @@ def make_concept_dictionary(
     n_concepts: int = 10000,
     n_features: int = 512,
     *,
-    n_factors: int = 24,
+    n_factors: int = 16,
+    noise: float = 0.4,
     family_fraction: float = 0.1,
     random_state=None,
 ) -> np.ndarray:
@@ -27,7 +28,7 @@ def make_concept_dictionary(
     rng = check_random_state(random_state)
     factors = rng.standard_normal((n_factors, n_features))
     loadings = rng.standard_normal((n_concepts, n_factors)) * rng.uniform(0.3, 1.0, (n_concepts, 1))
-    T = loadings @ factors / np.sqrt(n_factors) + 0.9 * rng.standard_normal((n_concepts, n_features))
+    T = loadings @ factors / np.sqrt(n_factors) + noise * rng.standard_normal((n_concepts, n_features))
     T = _unit_rows(T)
     n_family = int(family_fraction * n_concepts)
     if n_family:

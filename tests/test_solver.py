@@ -43,8 +43,9 @@ def test_solution_meets_kkt_conditions(problem, lam):
     W, info = nonnegative_lasso(Z, D, lam, return_info=True)
     assert (W >= 0).all()
     grad = 2 * (W @ D - Z) @ D.T + lam
-    assert np.abs(grad[W > 0]).max() < 1e-7
-    assert grad[W == 0].min() > -1e-7
+    # float32 data: the conditions hold to float32 round-off, far below the penalty
+    assert np.abs(grad[W > 0]).max() < 1e-6
+    assert grad[W == 0].min() > -1e-6
     assert info["converged"].all() and info["duality_gap"].max() <= 1e-6
 
 
