@@ -14,6 +14,11 @@ from ._cache import cache_key, default_cache_dir, load_cached_array, save_cached
 
 __all__ = ["normalize_rows", "concept_embeddings", "build_dictionary"]
 
+# Recently used concept embeddings, so that clones fitted in one process (a grid search)
+# do not each re-read and re-verify the cache file.
+_MEMO: dict[str, np.ndarray] = {}
+_MEMO_SIZE = 4
+
 
 def normalize_rows(A: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm; all-zero rows stay zero instead of becoming NaN."""
@@ -43,14 +48,14 @@ def concept_embeddings(
     if folder is not None:
         key = cache_key("concepts-v1", identity(), json.dumps(concepts, ensure_ascii=False))
         path = folder / "concepts" / f"{key}.npz"
+        if key in _MEMO and path.exists():
+            return _MEMO[key]
         cached = load_cached_array(path, key)
         if cached is not None and cached.shape[0] == len(concepts):
             if verbose:
                 print(f"[sklearn_splice] concept embeddings from cache {path}", file=sys.stderr)
-            return cached
-    if verbose:
-        print(f"[sklearn_splice] encoding {len(concepts)} concepts", file=sys.stderr)
-    emb = np.asarray(encoder.encode_text(list(concepts)), dtype=np.float32)
+            return _memo(key, cached)
+    emb = _encode_concepts(encoder, list(concepts), verbose)
     if emb.ndim != 2 or emb.shape[0] != len(concepts):
         raise ValueError(
             f"encoder.encode_text returned shape {emb.shape} for {len(concepts)} concepts; "
@@ -60,12 +65,34 @@ def concept_embeddings(
         raise ValueError("encoder.encode_text returned NaN or infinite values for the concepts.")
     emb = normalize_rows(emb).astype(np.float32)
     if path is not None:
+        _memo(key, emb)
         try:
             save_cached_array(path, key, emb)
         except OSError as exc:  # an unwritable cache must not stop the fit
             import warnings
 
             warnings.warn(f"Could not write the concept cache {path}: {exc}", UserWarning)
+    return emb
+
+
+def _encode_concepts(encoder: Any, concepts: list[str], verbose: bool) -> np.ndarray:
+    if not verbose:
+        return np.asarray(encoder.encode_text(concepts), dtype=np.float32)
+    # In chunks, so that any encoder shows progress on a 10,000-word vocabulary.
+    from tqdm.auto import tqdm
+
+    chunk = 1000
+    parts = []
+    for start in tqdm(range(0, len(concepts), chunk), desc=f"encoding {len(concepts)} concepts", file=sys.stderr):
+        parts.append(np.asarray(encoder.encode_text(concepts[start : start + chunk]), dtype=np.float32))
+    return np.concatenate(parts)
+
+
+def _memo(key: str, emb: np.ndarray) -> np.ndarray:
+    emb.setflags(write=False)  # shared between fits: nobody may change it in place
+    _MEMO[key] = emb
+    while len(_MEMO) > _MEMO_SIZE:
+        _MEMO.pop(next(iter(_MEMO)))
     return emb
 
 

@@ -13,7 +13,8 @@ from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOp
 from sklearn.utils._set_output import _get_output_config
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._dictionary import build_dictionary, concept_embeddings, normalize_rows
+from ._dictionary import _resolve_cache_dir, build_dictionary, concept_embeddings, normalize_rows
+from ._embedding_cache import cached_encode
 from ._encoder import OpenCLIPEncoder
 from ._solver import nonnegative_lasso
 from ._torch_utils import resolve_device
@@ -38,6 +39,17 @@ def _is_matrix_input(X) -> bool:
     if isinstance(X, (list, tuple)) and len(X) and isinstance(X[0], (Real, np.number)):
         return True  # a 1-D list of numbers: validate_data explains it must be 2-D
     return False
+
+
+def _as_item_list(X):
+    """Inputs to embed one by one (so they can be cached), or None to pass X on as is."""
+    if isinstance(X, (list, tuple)) and len(X):
+        return list(X)
+    if isinstance(X, np.ndarray) and X.ndim in (1, 4) and X.dtype.kind in "OUu" and len(X):
+        return list(X)
+    if hasattr(X, "iloc") and getattr(X, "ndim", 2) == 1 and len(X):  # pandas Series
+        return list(X)
+    return None
 
 
 class SpliceTransformer(TransformerMixin, BaseEstimator):
@@ -90,8 +102,15 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
     device : str, default="auto"
         Device of the solver: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
     cache_dir : str, path, None or False, default=None
-        Folder of the concept-embedding cache; ``None`` uses
-        ``$SKLEARN_SPLICE_CACHE_DIR`` or ``~/.cache/sklearn_splice``; ``False`` disables it.
+        Folder of the on-disk caches (concept embeddings, and input embeddings when
+        ``embedding_cache``); ``None`` uses ``$SKLEARN_SPLICE_CACHE_DIR`` or
+        ``~/.cache/sklearn_splice``; ``False`` keeps nothing on disk.
+    embedding_cache : bool, default=True
+        Reuse the embeddings of inputs already seen with the same backbone: in memory for
+        every clone in the process, and on disk (one small file per input under
+        ``cache_dir``) for joblib workers, so that a grid search embeds each image once.
+        Inputs are keyed by content (path + size + mtime for files, a hash for arrays, PIL
+        images and strings). Only encoders with a ``cache_identity()`` method are cached.
     verbose : bool, default=False
         Report stages and show progress bars.
 
@@ -154,6 +173,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "device": "no_validation",  # checked by resolve_device, which knows torch devices
         "cache_dir": [str, os.PathLike, None, Options(bool, {False})],
+        "embedding_cache": ["boolean"],
         "verbose": ["verbose"],
     }
 
@@ -174,6 +194,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         batch_size=256,
         device="auto",
         cache_dir=None,
+        embedding_cache=True,
         verbose=False,
     ):
         self.encoder = encoder
@@ -190,6 +211,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.device = device
         self.cache_dir = cache_dir
+        self.embedding_cache = embedding_cache
         self.verbose = verbose
 
     # -- fitting ----------------------------------------------------------------------
@@ -313,7 +335,14 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
     def _embed(self, X, *, reset):
         """Unit-normalised embeddings of X, shape (n_samples, d)."""
         encode = self.encoder_.encode_image if self.modality == "image" else self.encoder_.encode_text
-        E = np.asarray(encode(self._check_input(X, reset=reset)))
+        X = self._check_input(X, reset=reset)
+        items = _as_item_list(X)
+        identity = getattr(self.encoder_, "cache_identity", None)
+        if items is not None and self.embedding_cache and callable(identity):
+            folder = _resolve_cache_dir(self.cache_dir)
+            E = cached_encode(encode, identity(), items, self.modality, folder)
+        else:
+            E = np.asarray(encode(X))
         d = self.components_.shape[1]
         if E.ndim != 2 or E.shape[1] != d:
             raise ValueError(

@@ -1,0 +1,105 @@
+import os
+
+import numpy as np
+import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import Pipeline
+
+from sklearn_splice import OpenCLIPEncoder, SpliceTransformer
+from sklearn_splice._embedding_cache import cached_encode, clear_memory_cache
+
+WORDS = ["cat", "dog", "tree", "car", "sky", "sea", "grass", "house", "road", "snow"]
+
+
+@pytest.fixture
+def tiny_encoder(tiny_clip):
+    config, checkpoint = tiny_clip
+    return OpenCLIPEncoder(config, pretrained=checkpoint, device="cpu")
+
+
+@pytest.fixture
+def tower_calls(tiny_encoder):
+    """Counts the images that reach the shared model's image tower."""
+    model = tiny_encoder._load()[0]
+    seen = []
+    handle = model.visual.register_forward_hook(lambda mod, inp, out: seen.append(out.shape[0]))
+    yield seen
+    handle.remove()
+
+
+def search(encoder, n_jobs=None, cache_dir=None):
+    pipe = Pipeline(
+        [
+            ("splice", SpliceTransformer(encoder, vocabulary=WORDS, device="cpu", cache_dir=cache_dir)),
+            ("clf", LogisticRegression(max_iter=1000)),
+        ]
+    )
+    return GridSearchCV(pipe, {"splice__l1_penalty": [0.01, 0.05, 0.1]}, cv=3, n_jobs=n_jobs)
+
+
+def test_grid_search_embeds_each_image_once(tiny_encoder, tower_calls, image_files):
+    paths, labels = image_files
+    search(tiny_encoder).fit(paths, labels)
+    # 3 penalties x 3 folds (fit + score) + the refit: without the cache, 9 * 12 + 12 images
+    assert sum(tower_calls) == len(paths)
+
+
+def test_without_the_cache_every_clone_embeds_again(tiny_encoder, tower_calls, image_files):
+    paths, labels = image_files
+    gs = search(tiny_encoder)
+    gs.set_params(estimator__splice__embedding_cache=False).fit(paths, labels)
+    assert sum(tower_calls) == 9 * len(paths) + len(paths)
+
+
+def test_worker_processes_share_the_disk_cache(tiny_encoder, image_files, tmp_path):
+    paths, labels = image_files
+    folder = tmp_path / "cache"
+    parallel = search(tiny_encoder, n_jobs=2, cache_dir=str(folder)).fit(paths, labels)
+    files = list((folder / "embeddings").rglob("*.npz"))
+    assert len(files) == len(paths)  # one per image, whichever worker wrote it
+    clear_memory_cache()
+    serial = search(tiny_encoder, cache_dir=str(folder)).fit(paths, labels)
+    np.testing.assert_allclose(
+        parallel.cv_results_["mean_test_score"], serial.cv_results_["mean_test_score"]
+    )
+
+
+def test_changed_file_is_embedded_again(tiny_encoder, tower_calls, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(path)
+    splice = SpliceTransformer(tiny_encoder, vocabulary=WORDS, image_mean=np.zeros(32), device="cpu")
+    splice.fit([str(path)])
+    first = splice.transform([str(path)])
+    assert sum(tower_calls) == 1
+    Image.fromarray(np.full((40, 40, 3), 255, np.uint8)).save(path)
+    os.utime(path, ns=(10**9, 10**9))
+    second = splice.transform([str(path)])
+    assert sum(tower_calls) == 2
+    assert (first != second).nnz > 0
+
+
+def test_cached_rows_keep_their_order_and_errors_their_index(tmp_path):
+    calls = []
+
+    def encode(items):
+        calls.append(list(items))
+        for i, item in enumerate(items):
+            if item == "bad":
+                raise ValueError(f"Text {i} (bad) is not allowed")
+        return np.array([[len(t), 1.0] for t in items])
+
+    out = cached_encode(encode, "toy", ["a", "bbb"], "text", tmp_path)
+    out2 = cached_encode(encode, "toy", ["cc", "bbb", "a"], "text", tmp_path)
+    np.testing.assert_array_equal(out2, [[2, 1], [3, 1], [1, 1]])
+    np.testing.assert_array_equal(out, [[1, 1], [3, 1]])
+    assert calls[1] == ["cc"]
+    with pytest.raises(ValueError, match=r"Text 2 \(bad\)"):
+        cached_encode(encode, "toy", ["a", "cc", "bad"], "text", tmp_path)
+    clear_memory_cache()
+    cached_encode(encode, "toy", ["a", "bbb"], "text", tmp_path)
+    assert len(calls) == 3  # served from disk after the memory was cleared
+    cached_encode(encode, "other-backbone", ["a"], "text", tmp_path)
+    assert calls[-1] == ["a"]
