@@ -100,8 +100,8 @@ def cached_encode(
         for j, i in enumerate(missing):
             vec = np.ascontiguousarray(fresh[j], dtype=np.float32)
             found[i] = vec
-            if ids[i] is None:
-                continue
+            if ids[i] is None or not vec.any():
+                continue  # all-zero rows mark unreadable inputs: never remembered
             _remember((backbone, ids[i]), vec)
             if folder is not None:
                 try:

@@ -15,7 +15,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from numbers import Integral
 
 from ._images import load_image
-from ._torch_utils import import_open_clip, import_torch, resolve_device
+from ._torch_utils import import_open_clip, import_torch, resolve_device, run_split_on_oom
 
 __all__ = ["OpenCLIPEncoder"]
 
@@ -72,6 +72,14 @@ class OpenCLIPEncoder(BaseEstimator):
         Precision of the model's weights. Embeddings are always returned as float32.
     batch_size : int, default=64
         Images or texts per forward pass.
+    num_workers : int, default=None
+        Threads that read and preprocess images while the model runs (two batches ahead).
+        ``None`` means ``min(4, os.cpu_count())``; 0 reads in the calling thread.
+    on_error : {"raise", "zero"}, default="raise"
+        What an unreadable image (missing, empty, truncated, not an image) does:
+        ``"raise"`` stops with an error naming its index and path; ``"zero"`` gives it an
+        all-zero embedding (so rows never shift against labels; ``SpliceTransformer`` turns
+        it into an all-zero row of weights) and warns once, listing every such input.
     cache_dir : str or path, default=None
         Where open_clip stores downloaded weights (its own default when None).
     verbose : bool, default=False
@@ -93,6 +101,8 @@ class OpenCLIPEncoder(BaseEstimator):
         "device": "no_validation",  # checked by resolve_device, which knows torch devices
         "precision": [StrOptions({"fp32", "fp16", "bf16"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "num_workers": [Interval(Integral, 0, None, closed="left"), None],
+        "on_error": [StrOptions({"raise", "zero"})],
         "cache_dir": [str, os.PathLike, None],
         "verbose": ["verbose"],
     }
@@ -105,6 +115,8 @@ class OpenCLIPEncoder(BaseEstimator):
         device="auto",
         precision="fp32",
         batch_size=64,
+        num_workers=None,
+        on_error="raise",
         cache_dir=None,
         verbose=False,
     ):
@@ -113,6 +125,8 @@ class OpenCLIPEncoder(BaseEstimator):
         self.device = device
         self.precision = precision
         self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.on_error = on_error
         self.cache_dir = cache_dir
         self.verbose = verbose
 
@@ -175,14 +189,14 @@ class OpenCLIPEncoder(BaseEstimator):
         )
 
     # -- model ------------------------------------------------------------------------
-    def _load(self):
+    def _load(self, device=None):
         """(model, preprocess, tokenizer, device) from the process registry, loading once."""
         self._validate_params()
         torch = import_torch()
         open_clip = import_open_clip()
         arch = self._architecture()
         self._model_config()  # clear error for unknown architectures
-        device = resolve_device(self.device)
+        device = resolve_device(self.device if device is None else device)
         key = (arch, self._weights_identity(), str(device), self.precision)
         with _MODELS_LOCK:
             if key in _MODELS:
@@ -250,15 +264,30 @@ class OpenCLIPEncoder(BaseEstimator):
         model, preprocess, _, device = self._load()
         dtype = next(model.parameters()).dtype
         out = np.empty((len(items), self.embedding_dim), dtype=np.float32)
-        starts = range(0, len(items), self.batch_size)
-        for start in _progress(starts, len(starts), "encoding images", self.verbose):
-            batch = items[start : start + self.batch_size]
-            pixels = torch.stack(
-                [preprocess(load_image(item, start + i)) for i, item in enumerate(batch)]
+        workers = min(4, os.cpu_count() or 1) if self.num_workers is None else self.num_workers
+        skip = self.on_error == "zero"
+        batches = _preprocessed_batches(items, preprocess, self.batch_size, workers, skip)
+        n_batches = -(-len(items) // self.batch_size)
+        forward = self._resilient(lambda m, x: m.encode_image(x), "image")
+        failures = []
+        for start, pixels, failed in _progress(batches, n_batches, "encoding images", self.verbose):
+            stop = min(start + self.batch_size, len(items))
+            bad = {i for i, _ in failed}
+            out[sorted(bad)] = 0.0
+            if pixels is not None:
+                ok = [i for i in range(start, stop) if i not in bad]
+                out[ok] = forward(model, pixels.to(device=device, dtype=dtype)).float().cpu().numpy()
+            failures.extend(failed)
+        if failures:
+            import warnings
+
+            listed = "; ".join(f"{i}: {msg}" for i, msg in failures[:20])
+            more = f" (and {len(failures) - 20} more)" if len(failures) > 20 else ""
+            warnings.warn(
+                f"{len(failures)} of {len(items)} images could not be read and got all-zero "
+                f"embeddings (on_error='zero'): {listed}{more}",
+                UserWarning,
             )
-            with torch.inference_mode():
-                emb = model.encode_image(pixels.to(device=device, dtype=dtype))
-            out[start : start + len(batch)] = emb.float().cpu().numpy()
         return out
 
     def encode_text(self, texts: Any) -> np.ndarray:
@@ -286,13 +315,88 @@ class OpenCLIPEncoder(BaseEstimator):
         lengths = _token_lengths(tokens)
         order = np.argsort(-lengths, kind="stable")
         starts = range(0, len(items), self.batch_size)
+        forward = self._resilient(encode_text_tokens, "text")
         for start in _progress(starts, len(starts), "encoding texts", self.verbose):
             sel = order[start : start + self.batch_size]
-            batch = tokens[torch.as_tensor(sel)].to(device)
-            with torch.inference_mode():
-                emb = encode_text_tokens(model, batch)
+            emb = forward(model, tokens[torch.as_tensor(sel)].to(device))
             out[sel] = emb.float().cpu().numpy()
         return out
+
+    def _resilient(self, call, what):
+        """``call(model, batch)`` that halves batches on out-of-memory, then uses the CPU."""
+        torch = import_torch()
+
+        def combine(a, b, _):
+            return torch.cat([a, b.to(a.device)])
+
+        def run(model, batch):
+            def on_device(x):
+                with torch.inference_mode():
+                    return call(model, x)
+
+            def on_cpu(x):
+                cpu_model = self._load(device="cpu")[0]
+                with torch.inference_mode():
+                    return call(cpu_model, x.to("cpu", dtype=next(cpu_model.parameters()).dtype))
+
+            fallback = on_cpu if batch.device.type != "cpu" else None
+            return run_split_on_oom(on_device, batch, combine=combine, fallback=fallback, what=what)
+
+        return run
+
+
+def _preprocessed_batches(items: list, preprocess, batch_size: int, workers: int, skip=False):
+    """Yield ``(start, pixels, failed)`` per batch; threads read ahead two batches.
+
+    Decoding (PIL) and resizing release the GIL, so they overlap with the model's forward
+    pass. Errors surface in input order and name the input's index and path. With ``skip``,
+    unreadable inputs are left out of ``pixels`` and listed in ``failed`` as
+    ``(index, message)``; ``pixels`` is None when the whole batch failed.
+    """
+    torch = import_torch()
+
+    def prepare(i):
+        try:
+            return preprocess(load_image(items[i], i))
+        except (FileNotFoundError, ValueError) as exc:
+            if not skip:
+                raise
+            return exc
+
+    def assemble(start, results):
+        failed = [(start + k, str(r)) for k, r in enumerate(results) if isinstance(r, Exception)]
+        good = [r for r in results if not isinstance(r, Exception)]
+        return start, (torch.stack(good) if good else None), failed
+
+    starts = range(0, len(items), batch_size)
+    if workers == 0:
+        for start in starts:
+            stop = min(start + batch_size, len(items))
+            yield assemble(start, [prepare(i) for i in range(start, stop)])
+        return
+    from collections import deque
+    from concurrent.futures import ThreadPoolExecutor
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="splice-read")
+    try:
+        pending = deque()
+        queue = iter(starts)
+
+        def submit_next():
+            start = next(queue, None)
+            if start is not None:
+                stop = min(start + batch_size, len(items))
+                pending.append((start, [pool.submit(prepare, i) for i in range(start, stop)]))
+
+        submit_next()
+        submit_next()
+        while pending:
+            start, futures = pending.popleft()
+            batch = assemble(start, [f.result() for f in futures])
+            submit_next()
+            yield batch
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _as_item_list(inputs: Any, what: str) -> list:

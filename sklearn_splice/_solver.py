@@ -34,7 +34,7 @@ import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 
-from ._torch_utils import import_torch, resolve_device
+from ._torch_utils import import_torch, resolve_device, run_split_on_oom
 
 __all__ = ["nonnegative_lasso"]
 
@@ -165,12 +165,21 @@ def nonnegative_lasso(
         for start in starts:
             stop = min(start + batch_size, n)
             z = torch.as_tensor(X[start:stop], device=dev).double()
-            if solver == "working_set":
-                res = _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef)
-            else:
-                if lipschitz is None:
-                    lipschitz = float(torch.linalg.eigvalsh(C64.T @ C64).max())
-                res = _fista_batch(z, C64, mu, tol, max_iter, lipschitz, margin_coef)
+            if solver == "fista" and lipschitz is None:
+                lipschitz = float(torch.linalg.eigvalsh(C64.T @ C64).max())
+
+            def solve(zb, C_pass=C_pass, C64=C64):
+                if solver == "working_set":
+                    return _working_set_batch(zb, C_pass, C64, mu, tol, max_iter, margin_coef)
+                return _fista_batch(zb, C64, mu, tol, max_iter, lipschitz, margin_coef)
+
+            def on_cpu(zb):
+                return solve(zb.cpu(), C_pass.cpu(), C64.cpu())
+
+            res = run_split_on_oom(
+                solve, z, combine=_combine_parts, fallback=on_cpu if dev.type != "cpu" else None,
+                what="sparse-coding",
+            )
             r_rows, r_cols, r_vals, r_gap, r_pass = res
             rows_parts.append((r_rows + start).cpu().numpy())
             cols_parts.append(r_cols.cpu().numpy())
@@ -195,6 +204,20 @@ def nonnegative_lasso(
     if return_info:
         return out, {"duality_gap": gaps, "n_passes": passes, "converged": converged}
     return out
+
+
+def _combine_parts(first, second, n_first):
+    """Join the results of two halves of a batch (rows of the second shifted)."""
+    torch = import_torch()
+    dev = first[0].device
+    second = tuple(t.to(dev) for t in second)
+    return (
+        torch.cat([first[0], second[0] + n_first]),
+        torch.cat([first[1], second[1]]),
+        torch.cat([first[2], second[2]]),
+        torch.cat([first[3], second[3]]),
+        torch.cat([first[4], second[4]]),
+    )
 
 
 def _progress(iterable, total, desc):

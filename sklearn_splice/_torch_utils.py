@@ -52,3 +52,51 @@ def resolve_device(device: Any = "auto") -> Any:
             "use device='auto' or 'cpu'."
         )
     return dev
+
+
+def usable_device(device: Any = "auto") -> Any:
+    """Like :func:`resolve_device`, but a CUDA device that is not there becomes the CPU.
+
+    Used by fitted estimators at transform time, so that one pickled on a GPU machine
+    with ``device="cuda"`` still runs on a CPU-only one (with a warning).
+    """
+    torch = import_torch()
+    if isinstance(device, str) and device.startswith("cuda") and not torch.cuda.is_available():
+        import warnings
+
+        warnings.warn(
+            f"device={device!r} is not available on this machine; running on the CPU.",
+            RuntimeWarning,
+        )
+        return torch.device("cpu")
+    return resolve_device(device)
+
+
+def run_split_on_oom(fn, x, *, combine, fallback=None, what="batch"):
+    """``fn(x)``; on out-of-memory, run the halves of ``x`` instead, down to single rows.
+
+    ``combine(first, second, n_first)`` joins the results of the halves in order, so no
+    row is lost or reordered. When even one row does not fit, ``fallback(x)`` runs it
+    (e.g. on the CPU) with a warning; without a fallback the error propagates.
+    """
+    torch = import_torch()
+    try:
+        return fn(x)
+    except torch.OutOfMemoryError:
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        n = len(x)
+        if n > 1:
+            h = n // 2
+            first = run_split_on_oom(fn, x[:h], combine=combine, fallback=fallback, what=what)
+            second = run_split_on_oom(fn, x[h:], combine=combine, fallback=fallback, what=what)
+            return combine(first, second, h)
+        if fallback is None:
+            raise
+        import warnings
+
+        warnings.warn(
+            f"Out of memory on the device even for a single {what} row; falling back to the CPU.",
+            RuntimeWarning,
+        )
+        return fallback(x)

@@ -17,10 +17,13 @@ from ._dictionary import _resolve_cache_dir, build_dictionary, concept_embedding
 from ._embedding_cache import cached_encode
 from ._encoder import OpenCLIPEncoder
 from ._solver import nonnegative_lasso
-from ._torch_utils import resolve_device
+from ._torch_utils import resolve_device, usable_device
 from ._vocabulary import VOCABULARIES, load_reference_mean, load_vocabulary
 
 __all__ = ["SpliceTransformer"]
+
+# Rows normalised and solved at a time: bounds the float64 working copies of transform.
+_CHUNK = 8192
 
 
 def _is_matrix_input(X) -> bool:
@@ -39,6 +42,22 @@ def _is_matrix_input(X) -> bool:
     if isinstance(X, (list, tuple)) and len(X) and isinstance(X[0], (Real, np.number)):
         return True  # a 1-D list of numbers: validate_data explains it must be 2-D
     return False
+
+
+def _mean_direction(E):
+    """Mean of the unit-normalised rows of E, skipping all-zero rows (no direction)."""
+    total = np.zeros(E.shape[1])
+    count = 0
+    for start in range(0, E.shape[0], _CHUNK):
+        U = normalize_rows(np.asarray(E[start : start + _CHUNK], dtype=np.float64))
+        total += U.sum(axis=0)
+        count += int(U.any(axis=1).sum())
+    if count == 0:
+        raise ValueError(
+            "Every input given to fit has an all-zero embedding, so no mean can be fitted; "
+            "pass readable inputs or set image_mean to 'reference' or an array."
+        )
+    return total / count
 
 
 def _as_item_list(X):
@@ -269,9 +288,9 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         d = self.components_.shape[1]
 
         if isinstance(self.image_mean, str) and self.image_mean == "fit":
-            Z = self._embed(X, reset=True)
-            self.mean_ = Z.mean(axis=0).astype(np.float32)
-            return Z
+            E = self._embed(X, reset=True)
+            self.mean_ = _mean_direction(E).astype(np.float32)
+            return E
         # A given mean needs no embeddings at fit time; only check the input's form.
         self.mean_ = np.asarray(self._given_mean(d), dtype=np.float32)
         self._check_input(X, reset=True)
@@ -333,7 +352,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         return X
 
     def _embed(self, X, *, reset):
-        """Unit-normalised embeddings of X, shape (n_samples, d)."""
+        """Embeddings of X as the encoder gives them (not normalised), shape (n_samples, d)."""
         encode = self.encoder_.encode_image if self.modality == "image" else self.encoder_.encode_text
         X = self._check_input(X, reset=reset)
         items = _as_item_list(X)
@@ -350,8 +369,12 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
                 f"dictionary has width {d}."
             )
         if not np.isfinite(E).all():
-            raise ValueError("The encoder returned NaN or infinite embeddings.")
-        return normalize_rows(E.astype(np.float64, copy=False))
+            bad = np.flatnonzero(~np.isfinite(E).all(axis=1))
+            raise ValueError(
+                f"The embeddings of {len(bad)} input(s) contain NaN or infinite values "
+                f"(rows {bad[:10].tolist()})."
+            )
+        return E
 
     # -- transforming -----------------------------------------------------------------
     def transform(self, X):
@@ -370,20 +393,33 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         check_is_fitted(self)
         return self._decompose(self._embed(X, reset=False))
 
-    def _decompose(self, Z):
-        Zc = normalize_rows(Z - self.mean_.astype(np.float64))
-        W = nonnegative_lasso(
-            Zc,
-            self.components_,
-            self.l1_penalty,
-            solver=self.solver,
-            tol=self.tol,
-            max_iter=self.max_iter,
-            batch_size=self.batch_size,
-            device=self.device,
-            sparse_output=True,
-            verbose=bool(self.verbose),
-        )
+    def _decompose(self, E):
+        """Sparse codes of raw embeddings, a chunk of rows at a time (bounded memory).
+
+        An all-zero embedding has no direction: its row of weights is all zero.
+        """
+        device = usable_device(self.device)
+        mean = self.mean_.astype(np.float64)
+        parts = []
+        for start in range(0, E.shape[0], _CHUNK):
+            U = normalize_rows(np.asarray(E[start : start + _CHUNK], dtype=np.float64))
+            Zc = normalize_rows(U - mean)
+            Zc[~U.any(axis=1)] = 0.0
+            parts.append(
+                nonnegative_lasso(
+                    Zc,
+                    self.components_,
+                    self.l1_penalty,
+                    solver=self.solver,
+                    tol=self.tol,
+                    max_iter=self.max_iter,
+                    batch_size=self.batch_size,
+                    device=device,
+                    sparse_output=True,
+                    verbose=bool(self.verbose),
+                )
+            )
+        W = parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
         if self.excluded_indices_.size:
             keep = np.ones(W.shape[1])
             keep[self.excluded_indices_] = 0.0

@@ -56,3 +56,30 @@ def test_default_dir_follows_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("SKLEARN_SPLICE_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert default_cache_dir() == tmp_path / "xdg" / "sklearn_splice"
+
+
+def _hammer(path, n):
+    import warnings
+
+    a = np.arange(20000, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a partial file would warn; that must not happen
+        for _ in range(n):
+            save_cached_array(path, "k", a)
+            got = load_cached_array(path, "k")
+            assert got is None or np.array_equal(got, a)
+
+
+def test_two_processes_filling_one_cache(tmp_path):
+    import multiprocessing as mp
+
+    path = tmp_path / "shared.npz"
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=_hammer, args=(path, 40)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0]
+    np.testing.assert_array_equal(load_cached_array(path, "k"), np.arange(20000, dtype=np.float32))
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.npz"]

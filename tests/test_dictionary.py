@@ -52,3 +52,12 @@ def test_bad_encoder_output_is_reported():
 
     with pytest.raises(ValueError, match=r"returned shape \(1, 8\) for 2 concepts"):
         concept_embeddings(Broken(), ["a", "b"], cache_dir=False)
+
+
+def test_unwritable_cache_does_not_stop_the_work(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # mkdir below it fails, even for root
+    enc = CountingEncoder(HashingEncoder(width=8))
+    with pytest.warns(UserWarning, match="Could not write the concept cache"):
+        out = concept_embeddings(enc, ["a", "b"], cache_dir=blocker)
+    assert out.shape == (2, 8)

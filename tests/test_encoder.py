@@ -129,3 +129,70 @@ def test_random_weights_are_reproducible(tiny_clip):
     _encoder._MODELS.clear()
     b = OpenCLIPEncoder(config, pretrained=None, device="cpu").encode_text(["cat"])
     np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1, 3])
+def test_threaded_reading_keeps_order_and_errors(tiny_clip, image_files, tmp_path, num_workers):
+    config, checkpoint = tiny_clip
+    paths, _ = image_files
+    enc = OpenCLIPEncoder(config, pretrained=checkpoint, device="cpu", batch_size=5, num_workers=num_workers)
+    ref = OpenCLIPEncoder(config, pretrained=checkpoint, device="cpu", batch_size=64, num_workers=0)
+    np.testing.assert_allclose(enc.encode_image(paths), ref.encode_image(paths), atol=1e-5)
+    bad = list(paths)
+    bad[7] = str(tmp_path / "missing.png")
+    with pytest.raises(FileNotFoundError, match=r"Image 7 \(.*missing\.png\)"):
+        enc.encode_image(bad)
+
+
+def test_on_error_zero_keeps_rows_aligned(tiny_clip, image_files, tmp_path):
+    config, checkpoint = tiny_clip
+    paths, _ = image_files
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 not really")
+    items = [paths[0], str(tmp_path / "gone.jpg"), paths[1], str(broken), paths[2]]
+    enc = OpenCLIPEncoder(config, pretrained=checkpoint, device="cpu", batch_size=2, on_error="zero")
+    with pytest.warns(UserWarning, match=r"2 of 5 images could not be read.*1: Image 1 .*gone\.jpg.*3: Image 3 .*broken\.jpg"):
+        emb = enc.encode_image(items)
+    assert not emb[[1, 3]].any()
+    ref = enc.set_params(on_error="raise").encode_image([paths[0], paths[1], paths[2]])
+    np.testing.assert_allclose(emb[[0, 2, 4]], ref, atol=1e-5)
+    with pytest.raises(FileNotFoundError, match="Image 1"):
+        enc.encode_image(items)
+
+
+def test_out_of_memory_halves_batches_without_losing_rows(tiny_clip, image_files, monkeypatch):
+    config, checkpoint = tiny_clip
+    paths, _ = image_files
+    enc = OpenCLIPEncoder(config, pretrained=checkpoint, device="cpu", batch_size=8, num_workers=0)
+    expected = enc.encode_image(paths)
+    texts = [f"word {i}" for i in range(10)]
+    expected_text = enc.encode_text(texts)
+    model = enc._load()[0]
+    real_image, sizes = model.encode_image, []
+
+    def small_batches_only(x, *a, **k):
+        sizes.append(len(x))
+        if len(x) > 3:
+            raise torch.OutOfMemoryError("simulated: CUDA out of memory")
+        return real_image(x, *a, **k)
+
+    monkeypatch.setattr(model, "encode_image", small_batches_only)
+    np.testing.assert_allclose(enc.encode_image(paths), expected, atol=1e-5)
+    assert max(s for s in sizes if s <= 3) <= 3 and 8 in sizes
+
+    real_forward = model.transformer.forward
+
+    def short_text_batches(x, *a, **k):
+        if x.shape[0] > 2:
+            raise torch.OutOfMemoryError("simulated")
+        return real_forward(x, *a, **k)
+
+    monkeypatch.setattr(model.transformer, "forward", short_text_batches)
+    np.testing.assert_allclose(enc.encode_text(texts), expected_text, atol=1e-5)
+
+
+def test_long_texts_are_truncated_consistently(encoder):
+    # open_clip keeps the first 76 tokens and the end-of-text token; "cat" is one token
+    shared = "cat " * 80
+    a, b = encoder.encode_text([shared + "dog", shared + "a very different ending"])
+    np.testing.assert_allclose(a, b, atol=1e-6)

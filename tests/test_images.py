@@ -65,3 +65,51 @@ def test_input_ids_follow_content(tmp_path):
     b[0, 0, 0] = 1
     assert image_input_id(a) == image_input_id(a.copy()) != image_input_id(b)
     assert image_input_id(Image.fromarray(a)) != image_input_id(Image.fromarray(b))
+
+
+def _save(tmp_path, name, img, **kw):
+    path = tmp_path / name
+    img.save(path, **kw)
+    return path
+
+
+def test_file_kinds_that_must_fail_name_index_and_path(tmp_path):
+    photo = Image.fromarray(np.random.RandomState(0).randint(0, 256, (64, 64, 3), dtype=np.uint8))
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    full = _save(tmp_path, "full.jpg", photo)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
+    text = tmp_path / "notes.png"
+    text.write_text("hello")
+    for i, path in enumerate([empty, truncated, text]):
+        with pytest.raises(ValueError, match=rf"Image {i + 3} \({path}\) could not be read"):
+            load_image(str(path), i + 3)
+
+
+def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
+    path = _save(tmp_path, "big.png", Image.new("RGB", (300, 300)))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100 // 2)  # 300x300 is > 2x the limit
+    with pytest.raises(ValueError, match=r"Image 0 .*big\.png.*could not be read.*decompression bomb"):
+        load_image(str(path), 0)
+
+
+def test_modes_saved_to_disk_convert(tmp_path):
+    rgb = np.random.RandomState(1).randint(0, 256, (8, 8, 3), dtype=np.uint8)
+    base = Image.fromarray(rgb)
+    cases = {
+        "gray.png": base.convert("L"),
+        "rgba.png": base.convert("RGBA"),
+        "cmyk.jpg": base.convert("CMYK"),
+        "palette.png": base.convert("P"),
+        "palette_transparent.png": base.convert("P"),
+        "one.png": Image.new("RGB", (1, 1), (10, 20, 30)),
+        "bits.png": base.convert("1"),
+    }
+    for name, img in cases.items():
+        kw = {"transparency": 0} if name == "palette_transparent.png" else {}
+        out = load_image(_save(tmp_path, name, img, **kw))
+        assert out.mode == "RGB", name
+    np.testing.assert_array_equal(np.asarray(load_image(tmp_path / "one.png")), [[[10, 20, 30]]])
+    gray = np.asarray(load_image(tmp_path / "gray.png"))
+    assert (gray[..., 0] == gray[..., 1]).all()

@@ -158,3 +158,81 @@ def test_bad_shapes_and_values(problem):
     Z_copy = Z.copy()
     nonnegative_lasso(Z, D, 0.25)
     assert np.array_equal(Z, Z_copy)
+
+
+def test_out_of_memory_splits_batches_without_moving_rows(problem, monkeypatch):
+    import torch
+
+    from sklearn_splice import _solver
+
+    D, Z = problem
+    expected = nonnegative_lasso(Z, D, 0.2)
+    real, sizes = _solver._working_set_batch, []
+
+    def small_only(z, *args):
+        sizes.append(z.shape[0])
+        if z.shape[0] > 3:
+            raise torch.OutOfMemoryError("simulated")
+        return real(z, *args)
+
+    monkeypatch.setattr(_solver, "_working_set_batch", small_only)
+    np.testing.assert_allclose(nonnegative_lasso(Z, D, 0.2, batch_size=12), expected, atol=1e-9)
+    assert sizes[0] == 12 and max(s for s in sizes if s <= 3) == 3
+
+
+# -- property tests -------------------------------------------------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra.numpy import arrays  # noqa: E402
+
+
+@st.composite
+def problems(draw):
+    c = draw(st.integers(2, 40))
+    d = draw(st.integers(2, 12))
+    finite = st.floats(-3, 3, allow_nan=False, width=64)
+    D = draw(arrays(np.float64, (c, d), elements=finite))
+    D = D[np.linalg.norm(D, axis=1) > 1e-3]
+    if len(D) < 2:
+        D = np.vstack([np.eye(d)[:2], D])
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    n = draw(st.integers(1, 6))
+    Z = draw(arrays(np.float64, (n, d), elements=finite))
+    lam = draw(st.floats(1e-3, 2.0))
+    return D, Z, lam
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems())
+def test_property_nonnegative_and_kkt(prob):
+    D, Z, lam = prob
+    W, info = nonnegative_lasso(Z, D, lam, return_info=True)
+    assert (W >= 0).all() and info["converged"].all()
+    grad = 2 * (W @ D - Z) @ D.T + lam
+    scale = 1e-6 * (1 + np.abs(Z).sum())
+    assert np.all(np.abs(grad[W > 0]) <= scale)
+    assert np.all(grad[W == 0] >= -scale)
+
+
+@settings(max_examples=30, deadline=None)
+@given(problems(), st.integers(1, 4), st.randoms(use_true_random=False))
+def test_property_batch_size_and_order_do_not_matter(prob, batch_size, rnd):
+    D, Z, lam = prob
+    W = nonnegative_lasso(Z, D, lam)
+    perm = list(range(len(Z)))
+    rnd.shuffle(perm)
+    W2 = nonnegative_lasso(Z[perm], D, lam, batch_size=batch_size)
+    obj = objective(W, D, Z, lam)
+    obj2 = objective(W2[np.argsort(perm)], D, Z, lam)
+    np.testing.assert_allclose(obj2, obj, rtol=1e-6, atol=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(problems(), st.floats(0.1, 10.0))
+def test_property_scaling(prob, a):
+    D, Z, lam = prob
+    assert not nonnegative_lasso(np.zeros_like(Z), D, lam).any()
+    # scaling the signal and the penalty together scales the solution
+    W = nonnegative_lasso(Z, D, lam)
+    Wa = nonnegative_lasso(a * Z, D, a * lam)
+    np.testing.assert_allclose(objective(Wa, D, a * Z, a * lam), a * a * objective(W, D, Z, lam), rtol=1e-5, atol=1e-9)

@@ -213,3 +213,140 @@ def test_embedding_width_mismatch_with_custom_encoder():
 
     with pytest.raises(ValueError, match=r"shape \(3, 5\), but the concept dictionary has width 8"):
         SpliceTransformer(Inconsistent(), vocabulary=WORDS).fit(np.zeros((3, 8)))
+
+
+# -- robustness ---------------------------------------------------------------------
+def toy(**kw):
+    params = {"vocabulary": WORDS, "l1_penalty": 0.05, "device": "cpu", **kw}
+    return SpliceTransformer(HashingEncoder(width=16), **params)
+
+
+def test_all_zero_embeddings_give_all_zero_rows():
+    X = np.random.RandomState(0).standard_normal((6, 16))
+    X[[1, 4]] = 0.0
+    splice = toy(sparse_output=False).fit(X)
+    W = splice.transform(X)
+    assert not W[[1, 4]].any() and W[[0, 2, 3, 5]].any()
+    # the zero rows have no direction, so they do not pull the fitted mean
+    U = X[[0, 2, 3, 5]] / np.linalg.norm(X[[0, 2, 3, 5]], axis=1, keepdims=True)
+    np.testing.assert_allclose(splice.mean_, U.mean(0), atol=1e-6)
+    with pytest.raises(ValueError, match="Every input given to fit has an all-zero embedding"):
+        toy().fit(np.zeros((3, 16)))
+
+
+def test_unreadable_images_can_become_zero_rows(tiny_clip, image_files, tmp_path):
+    config, checkpoint = tiny_clip
+    paths, labels = image_files
+    enc = OpenCLIPEncoder(config, pretrained=checkpoint, device="cpu", on_error="zero")
+    items = list(paths)
+    items[3] = str(tmp_path / "deleted.jpg")
+    splice = SpliceTransformer(enc, vocabulary=WORDS, l1_penalty=0.05, device="cpu", sparse_output=False)
+    with pytest.warns(UserWarning, match="1 of 12 images could not be read"):
+        W = splice.fit_transform(items)
+    assert W.shape == (12, len(WORDS)) and not W[3].any()
+    ref = splice.transform(paths)
+    np.testing.assert_allclose(np.delete(W, 3, axis=0), np.delete(ref, 3, axis=0), atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "X, match",
+    [
+        (np.array([[np.nan] * 16]), "NaN"),
+        (np.array([[np.inf] * 16]), "infinity"),
+        (np.zeros((0, 16)), "0 sample"),
+        (np.zeros((3, 15)), "15 features"),
+        (np.array([["a"] * 16]), "could not convert|dtype"),
+        (np.zeros((2, 16), dtype=complex), "Complex data not supported"),
+    ],
+)
+def test_bad_embedding_arrays(X, match):
+    splice = toy().fit(np.random.RandomState(0).standard_normal((4, 16)))
+    with pytest.raises(ValueError, match=match):
+        splice.transform(X)
+
+
+def test_chunked_transform_matches(monkeypatch):
+    from sklearn_splice import _transformer
+
+    X = np.random.RandomState(0).standard_normal((50, 16))
+    W = toy().fit_transform(X)
+    monkeypatch.setattr(_transformer, "_CHUNK", 7)
+    W2 = toy().fit_transform(X)
+    np.testing.assert_allclose(W2.toarray(), W.toarray(), atol=1e-9)
+
+
+def test_cuda_pickle_runs_on_cpu(tmp_path):
+    X = np.random.RandomState(0).standard_normal((5, 16))
+    splice = toy(device="auto").fit(X)
+    expected = splice.transform(X).toarray()
+    fitted = {k: v for k, v in vars(splice).items() if k.endswith("_") and not k.startswith("_")}
+    assert all(isinstance(v, (np.ndarray, int, HashingEncoder)) for v in fitted.values()), fitted
+    moved = pickle.loads(pickle.dumps(splice.set_params(device="cuda")))
+    import torch
+
+    if not torch.cuda.is_available():
+        with pytest.warns(RuntimeWarning, match="not available on this machine; running on the CPU"):
+            out = moved.transform(X).toarray()
+        np.testing.assert_allclose(out, expected, atol=1e-9)
+
+
+INVALID_PARAMS = {
+    "encoder": "not an encoder",
+    "vocabulary": "wordnet",
+    "vocabulary_size": 0,
+    "l1_penalty": -0.1,
+    "image_mean": "median",
+    "modality": "audio",
+    "exclude_concepts": 5,
+    "sparse_output": "yes",
+    "solver": "admm",
+    "tol": 0.0,
+    "max_iter": 0,
+    "batch_size": 0,
+    "cache_dir": 3.5,
+    "embedding_cache": "yes",
+    "verbose": "loud",
+}
+
+
+def test_every_constraint_is_tested():
+    assert set(INVALID_PARAMS) | {"device"} == set(SpliceTransformer._parameter_constraints)
+
+
+@pytest.mark.parametrize("name, value", sorted(INVALID_PARAMS.items()))
+def test_invalid_parameters_are_named(name, value):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of SpliceTransformer"):
+        toy().set_params(**{name: value}).fit(np.eye(16)[:3])
+
+
+def test_invalid_device_is_named():
+    with pytest.raises(ValueError, match="device='gpu' is not a valid torch device"):
+        toy(device="gpu").fit(np.eye(16)[:3])
+
+
+ENCODER_INVALID = {
+    "model_name": 3,
+    "pretrained": 3,
+    "precision": "fp8",
+    "batch_size": 0,
+    "num_workers": -1,
+    "on_error": "skip",
+    "cache_dir": 1.5,
+    "verbose": "loud",
+}
+
+
+def test_every_encoder_constraint_is_tested():
+    assert set(ENCODER_INVALID) | {"device"} == set(OpenCLIPEncoder._parameter_constraints)
+
+
+@pytest.mark.parametrize("name, value", sorted(ENCODER_INVALID.items()))
+def test_invalid_encoder_parameters_are_named(tiny_clip, name, value):
+    from sklearn.utils._param_validation import InvalidParameterError
+
+    config, checkpoint = tiny_clip
+    enc = OpenCLIPEncoder(config, pretrained=checkpoint, device="cpu").set_params(**{name: value})
+    with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of OpenCLIPEncoder"):
+        enc._load()
