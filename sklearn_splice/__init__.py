@@ -4,17 +4,40 @@ CLIP embeddings of images or texts become sparse, nonnegative weights over human
 concept words. The heavy dependencies (torch, open_clip) are imported only when used.
 """
 
+from ._datasets import from_torch_dataset, load_image_folder
 from ._dictionary import build_dictionary, concept_embeddings
 from ._encoder import OpenCLIPEncoder
+from ._explain import (
+    coefficient_table,
+    compare_classes,
+    concept_distribution,
+    decomposition_quality,
+    top_concepts,
+    top_concepts_frame,
+)
+from ._plotting import plot_coefficients, plot_concepts, plot_prevalence
 from ._solver import nonnegative_lasso
 from ._transformer import SpliceTransformer
 from ._vocabulary import REFERENCE_MEANS, VOCABULARIES, load_reference_mean, load_vocabulary
+from ._zero_shot import ZeroShotClassifier
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SpliceTransformer",
     "OpenCLIPEncoder",
+    "ZeroShotClassifier",
+    "top_concepts",
+    "top_concepts_frame",
+    "concept_distribution",
+    "decomposition_quality",
+    "compare_classes",
+    "coefficient_table",
+    "plot_concepts",
+    "plot_prevalence",
+    "plot_coefficients",
+    "load_image_folder",
+    "from_torch_dataset",
     "nonnegative_lasso",
     "load_vocabulary",
     "load_reference_mean",

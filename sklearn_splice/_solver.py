@@ -245,7 +245,8 @@ def _relative_gap(z, r, w_sum, cmax, mu):
     theta = r * scale[:, None]
     dual = 0.5 * (z * z).sum(1) - 0.5 * ((z - theta) ** 2).sum(1)
     gap = (primal - dual).clamp_min(0.0)
-    return torch.where(primal > 0, gap / primal.clamp_min(1e-300), torch.zeros_like(gap))
+    rel = torch.where(primal > 0, gap / primal.clamp_min(1e-300), torch.zeros_like(gap))
+    return rel, primal
 
 
 def _exact_max_corr(corr32, r, C64, margin_coef, idx, supp_corr):
@@ -298,18 +299,28 @@ def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
         out_cols.append(idx[sel][keep])
         out_vals.append(w[sel][keep])
 
+    zc = None  # float32 scores of the signal itself, from the first pass (where r = z)
+    # Rows whose objective stopped falling: the float32 solve and the float64 polish on its
+    # support disagree there (nearly degenerate problems), so they get a float64 solve on
+    # the whole working set from then on, which cannot stall.
+    exact = torch.zeros(B, dtype=torch.bool, device=dev)
+    prev = torch.full((B,), float("inf"), dtype=torch.float64, device=dev)
     for _ in range(max_iter):
         corr = r.float() @ C_pass.T
+        if zc is None:
+            zc = corr.clone()
         passes[act] += 1
         cmax = _exact_max_corr(corr, r, C64, margin_coef, idx, supp_corr)
-        rel = _relative_gap(zz, r, (w * valid).sum(1), cmax, mu)
+        rel, primal = _relative_gap(zz, r, (w * valid).sum(1), cmax, mu)
         gaps[act] = rel
+        exact = exact | (primal >= prev * (1 - 1e-12))
+        prev = primal
         done = rel <= tol
         if bool(done.any()):
             emit(done)
             keep = ~done
-            act, idx, w, valid, r, zz, corr, supp_corr = (
-                t[keep] for t in (act, idx, w, valid, r, zz, corr, supp_corr)
+            act, idx, w, valid, r, zz, corr, supp_corr, zc, exact, prev = (
+                t[keep] for t in (act, idx, w, valid, r, zz, corr, supp_corr, zc, exact, prev)
             )
         if act.numel() == 0:
             break
@@ -336,13 +347,13 @@ def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
         # Float32 is enough to find the support; _polish then solves exactly on it.
         CW = C_pass[new_idx]  # (b, K, d)
         G = CW @ CW.transpose(1, 2)
-        q = (CW @ zz.float()[:, :, None]).squeeze(-1) - mu
+        q = zc.gather(1, new_idx) - mu
         w, ok = _pdas_qp(G, q, w0.float(), new_valid, mu)
         if not bool(ok.all()):
             bad = (~ok).nonzero().squeeze(1)
             w[bad] = _active_set_qp(G[bad], q[bad], w0[bad].float(), new_valid[bad], mu)
         w = w.double()
-        idx, w, valid, r, supp_corr = _polish(new_idx, w * new_valid, C64, zz, mu)
+        idx, w, valid, r, supp_corr = _polish(new_idx, w * new_valid, new_valid, exact, C64, zz, mu)
     else:
         emit(torch.ones(act.numel(), dtype=torch.bool, device=dev))
 
@@ -354,19 +365,21 @@ def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
     return rows, cols, vals, gaps, passes
 
 
-def _polish(idx, w, C64, z, mu):
+def _polish(idx, w, in_set, whole, C64, z, mu):
     """Re-solve each row on its support with a float64 Gram matrix.
 
     The working-set solve uses a float32 Gram matrix, which finds the support but leaves
     round-off of about 1e-7 in the weights; the support is much smaller than the working
-    set, so solving again there in float64 is cheap and makes the result exact.
+    set, so solving again there in float64 is cheap and makes the result exact. Rows in
+    ``whole`` are re-solved on their whole working set (``in_set``) instead.
     Returns the compacted (indices, weights, valid) of the supports, the residual and the
     supports' exact scores ``C_j . r`` (-inf in unused slots).
     """
     torch = import_torch()
-    n_supp = (w > 0).sum(1)
+    n_supp = torch.where(whole, in_set.sum(1), (w > 0).sum(1))
     S = max(int(n_supp.max()), 1)
-    order = torch.argsort(w, dim=1, descending=True)[:, :S]
+    key = torch.where(in_set, w, torch.full_like(w, -1.0))  # the set's zeros before padding
+    order = torch.argsort(key, dim=1, descending=True)[:, :S]
     idx_s = idx.gather(1, order)
     w_s = w.gather(1, order)
     valid = torch.arange(S, device=w.device)[None, :] < n_supp[:, None]
@@ -380,7 +393,7 @@ def _polish(idx, w, C64, z, mu):
     w_new = torch.where(valid, w_new.clamp_min(0.0), torch.zeros_like(w_new))
     r = z - torch.einsum("bs,bsd->bd", w_new, CS)
     valid = valid & (w_new > 0)
-    scores = torch.einsum("bsd,bd->bs", CS, r)
+    scores = q + mu - (G @ w_new[:, :, None]).squeeze(-1)  # C_S r = C_S z - G w
     scores = torch.where(valid, scores, torch.full_like(scores, float("-inf")))
     return idx_s, w_new, valid, r, scores
 
@@ -534,7 +547,7 @@ def _fista_batch(z, C64, mu, tol, max_iter, lipschitz, margin_coef, check_every=
             r = zz - w @ C64
             corr = r @ C64.T
             passes[act] += 1
-            gaps[act] = rel = _relative_gap(zz, r, w.sum(1), corr.max(1).values, mu)
+            gaps[act] = rel = _relative_gap(zz, r, w.sum(1), corr.max(1).values, mu)[0]
             done = rel <= tol
             if bool(done.any()):
                 out[act[done]] = w[done]

@@ -8,6 +8,7 @@ from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
 from sklearn.utils._set_output import _get_output_config
@@ -35,7 +36,9 @@ def _is_matrix_input(X) -> bool:
         return True
     if isinstance(X, np.ndarray):
         return X.ndim <= 2 and X.dtype.kind in "biufc"
-    if hasattr(X, "iloc") or (hasattr(X, "__array__") and not hasattr(X, "getpixel")):
+    if hasattr(X, "iloc"):  # pandas: a column of paths or texts is a list of inputs
+        return _pandas_column(X) is None
+    if hasattr(X, "__array__") and not hasattr(X, "getpixel"):
         return True  # DataFrames and array wrappers
     if isinstance(X, (list, tuple)) and len(X) and isinstance(X[0], (list, tuple)):
         return True
@@ -44,20 +47,26 @@ def _is_matrix_input(X) -> bool:
     return False
 
 
-def _mean_direction(E):
-    """Mean of the unit-normalised rows of E, skipping all-zero rows (no direction)."""
+def _unit_sum(E):
+    """Sum of the unit-normalised rows of E and their count, skipping all-zero rows."""
     total = np.zeros(E.shape[1])
     count = 0
     for start in range(0, E.shape[0], _CHUNK):
         U = normalize_rows(np.asarray(E[start : start + _CHUNK], dtype=np.float64))
         total += U.sum(axis=0)
         count += int(U.any(axis=1).sum())
-    if count == 0:
-        raise ValueError(
-            "Every input given to fit has an all-zero embedding, so no mean can be fitted; "
-            "pass readable inputs or set image_mean to 'reference' or an array."
-        )
-    return total / count
+    return total, count
+
+
+def _pandas_column(X):
+    """The values of a pandas Series, or of a one-column DataFrame, that is not numeric."""
+    if getattr(X, "ndim", 0) == 2:
+        if X.shape[1] != 1:
+            return None
+        X = X.iloc[:, 0]
+    if getattr(X, "ndim", 0) != 1 or np.asarray(X).dtype.kind in "biufc":
+        return None
+    return list(X)
 
 
 def _as_item_list(X):
@@ -66,8 +75,9 @@ def _as_item_list(X):
         return list(X)
     if isinstance(X, np.ndarray) and X.ndim in (1, 4) and X.dtype.kind in "OUu" and len(X):
         return list(X)
-    if hasattr(X, "iloc") and getattr(X, "ndim", 2) == 1 and len(X):  # pandas Series
-        return list(X)
+    if hasattr(X, "iloc"):
+        items = _pandas_column(X)
+        return items if items else None
     return None
 
 
@@ -130,6 +140,9 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         ``cache_dir``) for joblib workers, so that a grid search embeds each image once.
         Inputs are keyed by content (path + size + mtime for files, a hash for arrays, PIL
         images and strings). Only encoders with a ``cache_identity()`` method are cached.
+    n_jobs : int, default=None
+        Chunks of rows solved in parallel by ``transform`` (joblib threads; torch releases
+        the GIL). ``None`` means 1 unless in a ``joblib.parallel_config`` context.
     verbose : bool, default=False
         Report stages and show progress bars.
 
@@ -145,6 +158,8 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         Mean embedding subtracted before decomposing.
     excluded_indices_ : ndarray of int
         Columns zeroed by ``exclude_concepts``.
+    n_samples_seen_ : int
+        Inputs with a nonzero embedding that the fitted mean averages (0 for a given mean).
     n_features_in_ : int
         Width of numeric input (precomputed embeddings); only set when ``fit`` got a
         numeric matrix.
@@ -193,6 +208,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         "device": "no_validation",  # checked by resolve_device, which knows torch devices
         "cache_dir": [str, os.PathLike, None, Options(bool, {False})],
         "embedding_cache": ["boolean"],
+        "n_jobs": [Integral, None],
         "verbose": ["verbose"],
     }
 
@@ -214,6 +230,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         device="auto",
         cache_dir=None,
         embedding_cache=True,
+        n_jobs=None,
         verbose=False,
     ):
         self.encoder = encoder
@@ -231,6 +248,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         self.device = device
         self.cache_dir = cache_dir
         self.embedding_cache = embedding_cache
+        self.n_jobs = n_jobs
         self.verbose = verbose
 
     # -- fitting ----------------------------------------------------------------------
@@ -274,7 +292,64 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         return self._decompose(Z)
 
     def _fit(self, X):
-        """Fit the state; returns the unit embeddings of X when they were needed."""
+        """Fit the state; returns the embeddings of X when they were needed."""
+        self._setup()
+        if isinstance(self.image_mean, str) and self.image_mean == "fit":
+            E = self._embed(X, reset=True)
+            total, count = _unit_sum(E)
+            if count == 0:
+                raise ValueError(
+                    "Every input given to fit has an all-zero embedding, so no mean can be "
+                    "fitted; pass readable inputs or set image_mean to 'reference' or an array."
+                )
+            self.mean_ = (total / count).astype(np.float32)
+            self.n_samples_seen_ = count
+            return E
+        # A given mean needs no embeddings at fit time; only check the input's form.
+        self.mean_ = np.asarray(self._given_mean(self.components_.shape[1]), dtype=np.float32)
+        self.n_samples_seen_ = 0
+        self._check_input(X, reset=True)
+        return None
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y=None):
+        """Fit on one batch at a time: the dictionary once, the mean accumulated over batches.
+
+        For data that does not fit in memory: with ``image_mean="fit"`` the mean is the
+        running mean of the unit-normalised embeddings of every batch seen so far (equal
+        to ``fit`` on all of them at once). Changing parameters between calls needs a new
+        estimator.
+
+        Parameters
+        ----------
+        X : list of inputs or array-like of shape (n_samples, d)
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : SpliceTransformer
+        """
+        first = not hasattr(self, "components_")
+        if first:
+            self._setup()
+        if not (isinstance(self.image_mean, str) and self.image_mean == "fit"):
+            if first:
+                self.mean_ = np.asarray(self._given_mean(self.components_.shape[1]), dtype=np.float32)
+                self.n_samples_seen_ = 0
+            self._check_input(X, reset=first)
+            return self
+        total, count = _unit_sum(self._embed(X, reset=first))
+        seen = 0 if first else self.n_samples_seen_
+        if seen + count == 0:
+            raise ValueError("No input with a nonzero embedding has been seen; the mean is undefined.")
+        previous = np.zeros_like(total) if first else self.mean_.astype(np.float64) * seen
+        self.mean_ = ((previous + total) / (seen + count)).astype(np.float32)
+        self.n_samples_seen_ = seen + count
+        return self
+
+    def _setup(self):
+        """The parts of the fitted state that do not depend on the inputs."""
         resolve_device(self.device)  # an unusable device fails now, not after encoding
         self.encoder_ = OpenCLIPEncoder() if self.encoder is None else self.encoder
         self.concepts_ = np.asarray(
@@ -285,16 +360,6 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
             self.encoder_, list(self.concepts_), cache_dir=self.cache_dir, verbose=self.verbose
         )
         self.components_ = build_dictionary(emb)
-        d = self.components_.shape[1]
-
-        if isinstance(self.image_mean, str) and self.image_mean == "fit":
-            E = self._embed(X, reset=True)
-            self.mean_ = _mean_direction(E).astype(np.float32)
-            return E
-        # A given mean needs no embeddings at fit time; only check the input's form.
-        self.mean_ = np.asarray(self._given_mean(d), dtype=np.float32)
-        self._check_input(X, reset=True)
-        return None
 
     def _given_mean(self, d):
         if isinstance(self.image_mean, str):  # "reference"
@@ -361,7 +426,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
             folder = _resolve_cache_dir(self.cache_dir)
             E = cached_encode(encode, identity(), items, self.modality, folder)
         else:
-            E = np.asarray(encode(X))
+            E = np.asarray(encode(X if items is None else items))
         d = self.components_.shape[1]
         if E.ndim != 2 or E.shape[1] != d:
             raise ValueError(
@@ -400,25 +465,32 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         """
         device = usable_device(self.device)
         mean = self.mean_.astype(np.float64)
-        parts = []
-        for start in range(0, E.shape[0], _CHUNK):
-            U = normalize_rows(np.asarray(E[start : start + _CHUNK], dtype=np.float64))
+
+        def solve(rows):
+            U = normalize_rows(np.asarray(E[rows], dtype=np.float64))
             Zc = normalize_rows(U - mean)
             Zc[~U.any(axis=1)] = 0.0
-            parts.append(
-                nonnegative_lasso(
-                    Zc,
-                    self.components_,
-                    self.l1_penalty,
-                    solver=self.solver,
-                    tol=self.tol,
-                    max_iter=self.max_iter,
-                    batch_size=self.batch_size,
-                    device=device,
-                    sparse_output=True,
-                    verbose=bool(self.verbose),
-                )
+            return nonnegative_lasso(
+                Zc,
+                self.components_,
+                self.l1_penalty,
+                solver=self.solver,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                batch_size=self.batch_size,
+                device=device,
+                sparse_output=True,
+                verbose=bool(self.verbose),
             )
+
+        n = E.shape[0]
+        n_jobs = effective_n_jobs(self.n_jobs)
+        size = min(_CHUNK, max(self.batch_size, -(-n // n_jobs)))
+        chunks = [slice(start, start + size) for start in range(0, n, size)]
+        if n_jobs > 1 and len(chunks) > 1:
+            parts = Parallel(n_jobs=n_jobs, prefer="threads")(delayed(solve)(c) for c in chunks)
+        else:
+            parts = [solve(c) for c in chunks]
         W = parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
         if self.excluded_indices_.size:
             keep = np.ones(W.shape[1])
@@ -429,6 +501,15 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         if self.sparse_output and not dense_container:
             return W
         return W.toarray()
+
+    def embed(self, X):
+        """Unit-normalised CLIP embeddings of ``X`` (before centring), shape (n_samples, d).
+
+        Uses the same encoder and embedding cache as ``transform``; useful for fidelity
+        (:func:`decomposition_quality`) and for zero-shot classification of dense embeddings.
+        """
+        check_is_fitted(self)
+        return normalize_rows(np.asarray(self._embed(X, reset=False), dtype=np.float64))
 
     def inverse_transform(self, X):
         """Dense SpLiCE embeddings ``normalise(normalise(C^T w) + mean_)`` (SPEC.md).

@@ -236,3 +236,19 @@ def test_property_scaling(prob, a):
     W = nonnegative_lasso(Z, D, lam)
     Wa = nonnegative_lasso(a * Z, D, a * lam)
     np.testing.assert_allclose(objective(Wa, D, a * Z, a * lam), a * a * objective(W, D, Z, lam), rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
+def test_nearly_degenerate_dictionaries_converge():
+    # 30 random atoms in 16 dimensions, centred: the float32 working-set solve and the
+    # float64 polish once disagreed on such problems and a few samples stalled.
+    from helpers import HashingEncoder
+    from sklearn_splice import build_dictionary
+
+    T = HashingEncoder(width=16).encode_text([f"word{i}" for i in range(30)])
+    T /= np.linalg.norm(T, axis=1, keepdims=True)
+    D = build_dictionary(T)
+    Z = np.random.RandomState(1).standard_normal((1100, 16))
+    Z /= np.linalg.norm(Z, axis=1, keepdims=True)
+    W, info = nonnegative_lasso(Z, D, 0.05, return_info=True)
+    assert info["converged"].all()

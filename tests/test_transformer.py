@@ -305,6 +305,7 @@ INVALID_PARAMS = {
     "batch_size": 0,
     "cache_dir": 3.5,
     "embedding_cache": "yes",
+    "n_jobs": "many",
     "verbose": "loud",
 }
 

@@ -1,0 +1,241 @@
+"""Reading SpLiCE weights: top concepts, concept distributions, class comparisons."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+__all__ = [
+    "top_concepts",
+    "top_concepts_frame",
+    "concept_distribution",
+    "decomposition_quality",
+    "compare_classes",
+    "coefficient_table",
+]
+
+
+def _pandas():
+    try:
+        import pandas as pd
+    except ImportError as exc:  # pragma: no cover - pandas comes with the test extra
+        raise ImportError("This function returns a DataFrame: `pip install pandas`.") from exc
+    return pd
+
+
+def _check(W, feature_names):
+    W = sp.csr_matrix(W) if not sp.issparse(W) else W.tocsr()
+    names = np.asarray(feature_names, dtype=object)
+    if W.shape[1] != len(names):
+        raise ValueError(
+            f"W has {W.shape[1]} columns but {len(names)} feature names were given."
+        )
+    if W.nnz and W.data.min() < 0:
+        raise ValueError("W has negative weights; SpLiCE weights are nonnegative.")
+    return W, names
+
+
+def top_concepts(W: Any, feature_names: Any, k: int = 10) -> list[list[tuple[str, float]]]:
+    """The ``k`` largest (concept, weight) pairs of each row, largest first.
+
+    Parameters
+    ----------
+    W : array-like or sparse matrix of shape (n_samples, n_concepts)
+        Output of ``SpliceTransformer.transform``.
+    feature_names : array-like of str
+        ``SpliceTransformer.get_feature_names_out()``.
+    k : int, default=10
+        Pairs per sample (fewer when fewer weights are nonzero).
+
+    Returns
+    -------
+    list of list of (str, float)
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_splice import top_concepts
+    >>> top_concepts(np.array([[0.0, 0.5, 0.2]]), ["cat", "dog", "tree"], k=2)
+    [[('dog', 0.5), ('tree', 0.2)]]
+    """
+    W, names = _check(W, feature_names)
+    out = []
+    for i in range(W.shape[0]):
+        row = W.getrow(i)
+        order = np.argsort(-row.data, kind="stable")[:k]
+        out.append([(str(names[row.indices[j]]), float(row.data[j])) for j in order])
+    return out
+
+
+def top_concepts_frame(W: Any, feature_names: Any, k: int = 10, index: Any = None):
+    """:func:`top_concepts` as a tidy DataFrame: ``sample, rank, concept, weight``.
+
+    ``index`` labels the samples (e.g. their file paths); default 0..n-1.
+    """
+    pd = _pandas()
+    pairs = top_concepts(W, feature_names, k)
+    labels = list(range(len(pairs))) if index is None else list(index)
+    rows = [
+        (labels[i], rank, concept, weight)
+        for i, sample in enumerate(pairs)
+        for rank, (concept, weight) in enumerate(sample, 1)
+    ]
+    return pd.DataFrame(rows, columns=["sample", "rank", "concept", "weight"])
+
+
+def _groups(n, y):
+    if y is None:
+        return [("all", np.arange(n))]
+    y = np.asarray(y)
+    if len(y) != n:
+        raise ValueError(f"y has {len(y)} labels for {n} samples.")
+    return [(label, np.flatnonzero(y == label)) for label in np.unique(y)]
+
+
+def concept_distribution(W: Any, feature_names: Any, y: Any = None, *, min_prevalence: float = 0.0):
+    """Mean weight and prevalence of every concept, over the data set or per class.
+
+    Prevalence is the share of samples in which the concept's weight is nonzero.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``group, concept, mean_weight, prevalence, n_samples``, sorted by group,
+        then prevalence and mean weight (largest first). ``group`` is ``"all"`` without
+        ``y``. Concepts below ``min_prevalence`` are left out.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_splice import concept_distribution
+    >>> W = np.array([[0.2, 0.0], [0.4, 0.1], [0.0, 0.3]])
+    >>> concept_distribution(W, ["sea", "sand"], y=["beach", "beach", "desert"]).round(2)
+        group concept  mean_weight  prevalence  n_samples
+    0   beach     sea         0.30         1.0          2
+    1   beach    sand         0.05         0.5          2
+    2  desert    sand         0.30         1.0          1
+    3  desert     sea         0.00         0.0          1
+    """
+    pd = _pandas()
+    W, names = _check(W, feature_names)
+    frames = []
+    for label, rows in _groups(W.shape[0], y):
+        sub = W[rows]
+        n = max(len(rows), 1)
+        frame = pd.DataFrame(
+            {
+                "group": label,
+                "concept": names,
+                "mean_weight": np.asarray(sub.sum(axis=0)).ravel() / n,
+                "prevalence": np.bincount(sub.indices, minlength=W.shape[1]) / n,
+                "n_samples": len(rows),
+            }
+        )
+        frame = frame[frame["prevalence"] >= min_prevalence]
+        frames.append(frame.sort_values(["prevalence", "mean_weight"], ascending=False, kind="stable"))
+    return pd.concat(frames, ignore_index=True)
+
+
+def decomposition_quality(W: Any, embeddings: Any, splice: Any, y: Any = None):
+    """Sparsity (L0) and cosine fidelity of the decompositions, overall or per class.
+
+    Fidelity is the cosine between each input's unit embedding ``z`` and its recomposition
+    ``splice.inverse_transform(w)`` (SPEC.md).
+
+    Parameters
+    ----------
+    W : array-like or sparse matrix of shape (n_samples, n_concepts)
+    embeddings : array-like of shape (n_samples, d)
+        The inputs' CLIP embeddings, e.g. ``splice.embed(X)``.
+    splice : fitted SpliceTransformer
+    y : array-like, default=None
+
+    Returns
+    -------
+    DataFrame
+        Columns ``group, n_samples, mean_l0, median_l0, mean_fidelity``.
+    """
+    pd = _pandas()
+    W = sp.csr_matrix(W) if not sp.issparse(W) else W.tocsr()
+    Z = np.asarray(embeddings, dtype=np.float64)
+    norms = np.linalg.norm(Z, axis=1, keepdims=True)
+    Z = Z / np.where(norms > 0, norms, 1.0)
+    cos = (splice.inverse_transform(W) * Z).sum(axis=1)
+    l0 = np.diff(W.indptr)
+    rows = [
+        (label, len(idx), float(l0[idx].mean()), float(np.median(l0[idx])), float(cos[idx].mean()))
+        for label, idx in _groups(W.shape[0], y)
+    ]
+    return pd.DataFrame(rows, columns=["group", "n_samples", "mean_l0", "median_l0", "mean_fidelity"])
+
+
+def compare_classes(
+    W: Any, feature_names: Any, y: Any, class_a: Any, class_b: Any, *, top: int = 20,
+    min_prevalence: float = 0.0,
+):
+    """Concepts far more prevalent in ``class_a`` than in ``class_b``.
+
+    The paper's check for spurious correlations (e.g. "swimwear" far more frequent in one
+    of two classes).
+
+    Returns
+    -------
+    DataFrame
+        ``concept, prevalence_a, prevalence_b, difference, mean_weight_a, mean_weight_b``,
+        the ``top`` largest differences ``prevalence_a - prevalence_b`` first.
+    """
+    pd = _pandas()
+    W, names = _check(W, feature_names)
+    y = np.asarray(y)
+    stats = {}
+    for key, label in (("a", class_a), ("b", class_b)):
+        rows = np.flatnonzero(y == label)
+        if not len(rows):
+            raise ValueError(f"class {label!r} has no samples in y.")
+        sub = W[rows]
+        stats[key] = (
+            np.bincount(sub.indices, minlength=W.shape[1]) / len(rows),
+            np.asarray(sub.sum(axis=0)).ravel() / len(rows),
+        )
+    frame = pd.DataFrame(
+        {
+            "concept": names,
+            "prevalence_a": stats["a"][0],
+            "prevalence_b": stats["b"][0],
+            "difference": stats["a"][0] - stats["b"][0],
+            "mean_weight_a": stats["a"][1],
+            "mean_weight_b": stats["b"][1],
+        }
+    )
+    frame = frame[np.maximum(frame["prevalence_a"], frame["prevalence_b"]) >= min_prevalence]
+    return frame.sort_values("difference", ascending=False, kind="stable").head(top).reset_index(drop=True)
+
+
+def coefficient_table(classifier: Any, feature_names: Any, *, top: int = 10):
+    """A fitted linear classifier's coefficients as concept words, largest first per class.
+
+    For a binary classifier, the positive class gets the largest coefficients and the
+    negative class the most negative ones (shown with their sign flipped).
+
+    Returns
+    -------
+    DataFrame
+        Columns ``class, rank, concept, coefficient``.
+    """
+    pd = _pandas()
+    coef = np.atleast_2d(np.asarray(classifier.coef_, dtype=np.float64))
+    names = np.asarray(feature_names, dtype=object)
+    classes = list(getattr(classifier, "classes_", range(coef.shape[0])))
+    if coef.shape[1] != len(names):
+        raise ValueError(f"The classifier has {coef.shape[1]} coefficients for {len(names)} names.")
+    if coef.shape[0] == 1 and len(classes) == 2:
+        per_class = [(classes[1], coef[0]), (classes[0], -coef[0])]
+    else:
+        per_class = list(zip(classes, coef))
+    rows = []
+    for label, values in per_class:
+        order = np.argsort(-values, kind="stable")[:top]
+        rows.extend((label, rank, str(names[j]), float(values[j])) for rank, j in enumerate(order, 1))
+    return pd.DataFrame(rows, columns=["class", "rank", "concept", "coefficient"])

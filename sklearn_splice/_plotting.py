@@ -1,0 +1,105 @@
+"""Matplotlib charts of concept weights (optional: ``pip install sklearn-splice[plot]``).
+
+Each function draws on ``ax`` (a new figure when None) and returns the Axes, like
+scikit-learn's ``Display`` objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+__all__ = ["plot_concepts", "plot_prevalence", "plot_coefficients"]
+
+
+def _axes(ax, height):
+    if ax is not None:
+        return ax
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError(
+            "Plotting needs matplotlib: `pip install matplotlib` (or the [plot] extra)."
+        ) from exc
+    _, ax = plt.subplots(figsize=(6, max(2.0, 0.3 * height + 1)))
+    return ax
+
+
+def plot_concepts(concepts: Any, weights: Any = None, *, top: int = 10, ax: Any = None, title: str | None = None):
+    """Horizontal bars of the largest concept weights (one sample's, or a class's means).
+
+    Parameters
+    ----------
+    concepts : list of (str, float) pairs, a pandas Series (index = concepts), or names
+        The concepts; with plain names, pass ``weights`` too.
+    weights : array-like, default=None
+    top : int, default=10
+    ax : matplotlib Axes, default=None
+    title : str, default=None
+
+    Returns
+    -------
+    ax : matplotlib Axes
+    """
+    if weights is None:
+        if hasattr(concepts, "index") and hasattr(concepts, "to_numpy"):
+            names, values = list(concepts.index), concepts.to_numpy()
+        else:
+            pairs = list(concepts)
+            names, values = [p[0] for p in pairs], [p[1] for p in pairs]
+    else:
+        names, values = list(concepts), list(weights)
+    values = np.asarray(values, dtype=float)
+    order = np.argsort(-values, kind="stable")[:top][::-1]
+    ax = _axes(ax, len(order))
+    ax.barh([str(names[i]) for i in order], values[order], color="tab:blue")
+    ax.set_xlabel("weight")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_prevalence(distribution: Any, concepts: Any, *, ax: Any = None, title: str | None = None):
+    """Side-by-side prevalence of chosen concepts in each class.
+
+    ``distribution`` is the DataFrame of :func:`concept_distribution` (with ``y``).
+    """
+    groups = list(dict.fromkeys(distribution["group"]))
+    concepts = list(concepts)
+    missing = [c for c in concepts if c not in set(distribution["concept"])]
+    if missing:
+        raise ValueError(f"Concepts not in the distribution: {missing}")
+    table = distribution.set_index(["group", "concept"])["prevalence"]
+    ax = _axes(ax, len(concepts))
+    width = 0.8 / max(len(groups), 1)
+    x = np.arange(len(concepts))
+    for k, group in enumerate(groups):
+        values = [float(table.get((group, c), 0.0)) for c in concepts]
+        ax.bar(x + k * width, values, width, label=str(group))
+    ax.set_xticks(x + width * (len(groups) - 1) / 2)
+    ax.set_xticklabels(concepts, rotation=45, ha="right")
+    ax.set_ylabel("prevalence")
+    ax.legend(title="class")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_coefficients(classifier: Any, feature_names: Any, *, top: int = 10, class_index: int = 0,
+                      ax: Any = None, title: str | None = None):
+    """A linear classifier's largest coefficients (by absolute value) as concept words.
+
+    Positive coefficients are drawn in blue, negative ones in red.
+    """
+    coef = np.atleast_2d(np.asarray(classifier.coef_, dtype=float))[class_index]
+    names = np.asarray(feature_names, dtype=object)
+    order = np.argsort(-np.abs(coef), kind="stable")[:top][::-1]
+    ax = _axes(ax, len(order))
+    colors = ["tab:blue" if coef[i] >= 0 else "tab:red" for i in order]
+    ax.barh([str(names[i]) for i in order], coef[order], color=colors)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("coefficient")
+    if title:
+        ax.set_title(title)
+    return ax

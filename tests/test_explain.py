@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from sklearn.linear_model import LogisticRegression
+
+from helpers import HashingEncoder
+from sklearn_splice import (
+    SpliceTransformer,
+    coefficient_table,
+    compare_classes,
+    concept_distribution,
+    decomposition_quality,
+    top_concepts,
+    top_concepts_frame,
+)
+
+pd = pytest.importorskip("pandas")
+NAMES = ["sea", "sand", "swimwear", "snow", "tree"]
+W = np.array(
+    [
+        [0.5, 0.2, 0.3, 0.0, 0.0],
+        [0.4, 0.0, 0.2, 0.0, 0.0],
+        [0.0, 0.0, 0.0, 0.6, 0.1],
+        [0.0, 0.1, 0.0, 0.3, 0.0],
+    ]
+)
+Y = np.array(["beach", "beach", "ski", "ski"])
+
+
+def test_top_concepts_sorted_and_sparse_aware():
+    pairs = top_concepts(sp.csr_matrix(W), NAMES, k=2)
+    assert pairs[0] == [("sea", 0.5), ("swimwear", 0.3)]
+    assert pairs[3] == [("snow", 0.3), ("sand", 0.1)]
+    frame = top_concepts_frame(W, NAMES, k=3, index=["a", "b", "c", "d"])
+    assert list(frame.columns) == ["sample", "rank", "concept", "weight"]
+    assert frame[frame["sample"] == "b"]["concept"].tolist() == ["sea", "swimwear"]
+    with pytest.raises(ValueError, match="5 columns but 4 feature names"):
+        top_concepts(W, NAMES[:4])
+
+
+def test_concept_distribution_per_class():
+    dist = concept_distribution(W, NAMES, Y)
+    beach = dist[dist["group"] == "beach"].set_index("concept")
+    assert beach.loc["sea", "prevalence"] == 1.0 and beach.loc["sand", "prevalence"] == 0.5
+    assert beach.loc["sea", "mean_weight"] == pytest.approx(0.45)
+    assert dist[dist["group"] == "ski"]["concept"].iloc[0] == "snow"
+    whole = concept_distribution(W, NAMES)
+    assert set(whole["group"]) == {"all"} and whole.set_index("concept").loc["sand", "prevalence"] == 0.5
+    assert len(concept_distribution(W, NAMES, Y, min_prevalence=0.6)) == 3
+
+
+def test_compare_classes_finds_the_spurious_concept():
+    table = compare_classes(W, NAMES, Y, "beach", "ski", top=2)
+    assert table["concept"].tolist() == ["sea", "swimwear"]
+    assert table["difference"].tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="'desert' has no samples"):
+        compare_classes(W, NAMES, Y, "desert", "ski")
+
+
+def test_coefficient_table_binary_and_multiclass():
+    X = np.array([[1.0, 0, 0], [0.9, 0, 0.1], [0, 1.0, 0], [0, 0.8, 0.1]])
+    clf = LogisticRegression().fit(X, ["a", "a", "b", "b"])
+    table = coefficient_table(clf, ["x", "y", "z"], top=1)
+    assert table.to_dict("list")["concept"] == ["y", "x"] and table["class"].tolist() == ["b", "a"]
+    assert (table["coefficient"] > 0).all()
+    clf3 = LogisticRegression().fit(np.vstack([X, [[0, 0, 1.0]]]), ["a", "a", "b", "b", "c"])
+    table3 = coefficient_table(clf3, ["x", "y", "z"], top=1)
+    assert table3["concept"].tolist() == ["x", "y", "z"]
+
+
+def test_decomposition_quality_reports_l0_and_fidelity():
+    X = np.random.RandomState(0).standard_normal((8, 16))
+    splice = SpliceTransformer(HashingEncoder(width=16), vocabulary=[f"w{i}" for i in range(40)],
+                               l1_penalty=0.05, device="cpu").fit(X)
+    Wx = splice.transform(X)
+    q = decomposition_quality(Wx, splice.embed(X), splice, y=[0] * 4 + [1] * 4)
+    assert q["n_samples"].tolist() == [4, 4]
+    np.testing.assert_allclose(q["mean_l0"], [np.diff(Wx.indptr)[:4].mean(), np.diff(Wx.indptr)[4:].mean()])
+    Z = splice.embed(X)
+    cos = (splice.inverse_transform(Wx) * Z).sum(1)
+    np.testing.assert_allclose(q["mean_fidelity"], [cos[:4].mean(), cos[4:].mean()])
+    assert (q["mean_fidelity"] <= 1.0 + 1e-9).all()
