@@ -64,3 +64,58 @@ def test_user_errors_are_one_line(tiny_clip, vocab_file, image_files, capsys, tm
     args[args.index("--vocabulary") + 1] = "wordnet"
     status, _, err = run(args, capsys)
     assert status == 2 and "--vocabulary 'wordnet'" in err
+
+
+@pytest.fixture
+def class_folder(image_files, tmp_path):
+    import shutil
+
+    paths, labels = image_files
+    root = tmp_path / "photos"
+    for p, label in zip(paths, labels):
+        dest = root / ("china" if label == 0 else "flower")
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(p, dest)
+    return root
+
+
+def describe_args(tiny_clip, vocab_file, folder, *extra):
+    config, checkpoint = tiny_clip
+    return [
+        "describe", str(folder), "--model", config, "--pretrained", checkpoint, "--vocabulary",
+        vocab_file, "--l1-penalty", "0.05", "--device", "cpu", *extra,
+    ]
+
+
+def test_describe_by_class_json_and_plot(tiny_clip, vocab_file, class_folder, capsys, tmp_path):
+    png = tmp_path / "dist.png"
+    status, out, err = run(
+        describe_args(tiny_clip, vocab_file, class_folder, "--by-class", "--format", "json", "--top", "3",
+                      "--plot", str(png), "--quiet"),
+        capsys,
+    )
+    assert status == 0, err
+    report = json.loads(out)
+    assert [r["group"] for r in report["summary"]] == ["china", "flower"]
+    assert all(r["n_samples"] == 6 and 0 < r["mean_fidelity"] <= 1 for r in report["summary"])
+    per_group = {}
+    for r in report["concepts"]:
+        per_group.setdefault(r["group"], []).append(r)
+    assert all(len(v) <= 3 for v in per_group.values())
+    assert all(r["concept"] in WORDS and r["prevalence"] > 0 for r in report["concepts"])
+    assert png.stat().st_size > 1000 and err == ""
+
+
+def test_describe_flat_folder_table_shows_progress(tiny_clip, vocab_file, class_folder, capsys):
+    status, out, err = run(describe_args(tiny_clip, vocab_file, class_folder), capsys)
+    assert status == 0
+    assert out.startswith("all: 12 images, mean L0")
+    assert "encoding images" in err  # tqdm progress on stderr unless --quiet
+
+
+def test_describe_errors(tiny_clip, vocab_file, tmp_path, capsys):
+    status, _, err = run(describe_args(tiny_clip, vocab_file, tmp_path / "nowhere", "--by-class"), capsys)
+    assert status == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "empty").mkdir()
+    status, _, err = run(describe_args(tiny_clip, vocab_file, tmp_path / "empty"), capsys)
+    assert status == 2 and "no images found" in err
