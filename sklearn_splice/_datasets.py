@@ -31,7 +31,8 @@ def load_image_folder(folder: Any, *, extensions=IMAGE_EXTENSIONS) -> tuple[list
     >>> from sklearn_splice import load_image_folder
     >>> root = pathlib.Path(tempfile.mkdtemp())
     >>> for name in ["cats/a.jpg", "cats/b.png", "dogs/c.jpg", "dogs/notes.txt"]:
-    ...     (root / name).parent.mkdir(exist_ok=True); (root / name).write_bytes(b"")
+    ...     (root / name).parent.mkdir(exist_ok=True)
+    ...     _ = (root / name).write_bytes(b"")
     >>> paths, labels = load_image_folder(root)
     >>> [pathlib.Path(p).name for p in paths], labels.tolist()
     (['a.jpg', 'b.png', 'c.jpg'], ['cats', 'cats', 'dogs'])
