@@ -224,22 +224,20 @@ class OpenCLIPEncoder(BaseEstimator):
                         cache_dir=None if self.cache_dir is None else os.fspath(self.cache_dir),
                         weights_only=True,
                     )
-            except RuntimeError as exc:
-                if pretrained is not None and not os.path.isfile(pretrained):
-                    raise RuntimeError(
-                        f"Could not get the {arch} weights for pretrained tag {pretrained!r}: "
-                        f"{exc}. The first use downloads them from the internet; on a machine "
-                        "without access, download the checkpoint elsewhere and pass its path "
-                        "as pretrained=<file>."
-                    ) from exc
-                raise
             except Exception as exc:
-                if pretrained is not None and os.path.isfile(pretrained):
+                if pretrained is None:
+                    raise
+                if os.path.isfile(pretrained):
                     raise ValueError(
                         f"pretrained={pretrained!r}: the checkpoint file could not be loaded "
                         f"into {arch} ({type(exc).__name__}: {exc})."
                     ) from exc
-                raise
+                raise RuntimeError(
+                    f"Could not get the {arch} weights for pretrained tag {pretrained!r}: "
+                    f"{exc}. The first use downloads them from the internet; on a machine "
+                    "without access, download the checkpoint elsewhere and pass its path "
+                    "as pretrained=<file>."
+                ) from exc
             model.eval()
             tokenizer = open_clip.get_tokenizer(arch)
             _MODELS[key] = (model, preprocess, tokenizer, device)
@@ -260,7 +258,6 @@ class OpenCLIPEncoder(BaseEstimator):
         if pre is not None:
             return pre
         items = _as_item_list(inputs, "images")
-        torch = import_torch()
         model, preprocess, _, device = self._load()
         dtype = next(model.parameters()).dtype
         out = np.empty((len(items), self.embedding_dim), dtype=np.float32)

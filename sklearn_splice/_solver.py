@@ -168,7 +168,7 @@ def nonnegative_lasso(
             if solver == "fista" and lipschitz is None:
                 lipschitz = float(torch.linalg.eigvalsh(C64.T @ C64).max())
 
-            def solve(zb, C_pass=C_pass, C64=C64):
+            def solve(zb, C_pass=C_pass, C64=C64, lipschitz=lipschitz):
                 if solver == "working_set":
                     return _working_set_batch(zb, C_pass, C64, mu, tol, max_iter, margin_coef)
                 return _fista_batch(zb, C64, mu, tol, max_iter, lipschitz, margin_coef)
@@ -199,6 +199,7 @@ def nonnegative_lasso(
             f"for {int((~converged).sum())} of {n} samples within max_iter={max_iter} "
             f"(worst gap {gaps.max():.2e}); increase max_iter or tol.",
             ConvergenceWarning,
+            stacklevel=2,
         )
     out = codes if sparse_output else codes.toarray()
     if return_info:

@@ -67,6 +67,7 @@ def usable_device(device: Any = "auto") -> Any:
         warnings.warn(
             f"device={device!r} is not available on this machine; running on the CPU.",
             RuntimeWarning,
+            stacklevel=2,
         )
         return torch.device("cpu")
     return resolve_device(device)
@@ -98,5 +99,6 @@ def run_split_on_oom(fn, x, *, combine, fallback=None, what="batch"):
         warnings.warn(
             f"Out of memory on the device even for a single {what} row; falling back to the CPU.",
             RuntimeWarning,
+            stacklevel=2,
         )
         return fallback(x)

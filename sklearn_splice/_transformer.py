@@ -294,20 +294,12 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
     def _fit(self, X):
         """Fit the state; returns the embeddings of X when they were needed."""
         self._setup()
-        if isinstance(self.image_mean, str) and self.image_mean == "fit":
+        if self._mean_is_fitted():
             E = self._embed(X, reset=True)
-            total, count = _unit_sum(E)
-            if count == 0:
-                raise ValueError(
-                    "Every input given to fit has an all-zero embedding, so no mean can be "
-                    "fitted; pass readable inputs or set image_mean to 'reference' or an array."
-                )
-            self.mean_ = (total / count).astype(np.float32)
-            self.n_samples_seen_ = count
+            self._update_mean(E, first=True)
             return E
         # A given mean needs no embeddings at fit time; only check the input's form.
-        self.mean_ = np.asarray(self._given_mean(self.components_.shape[1]), dtype=np.float32)
-        self.n_samples_seen_ = 0
+        self._set_given_mean()
         self._check_input(X, reset=True)
         return None
 
@@ -333,20 +325,33 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         first = not hasattr(self, "components_")
         if first:
             self._setup()
-        if not (isinstance(self.image_mean, str) and self.image_mean == "fit"):
+        if self._mean_is_fitted():
+            self._update_mean(self._embed(X, reset=first), first=first)
+        else:
             if first:
-                self.mean_ = np.asarray(self._given_mean(self.components_.shape[1]), dtype=np.float32)
-                self.n_samples_seen_ = 0
+                self._set_given_mean()
             self._check_input(X, reset=first)
-            return self
-        total, count = _unit_sum(self._embed(X, reset=first))
+        return self
+
+    def _mean_is_fitted(self):
+        return isinstance(self.image_mean, str) and self.image_mean == "fit"
+
+    def _update_mean(self, E, *, first):
+        """Fold the unit embeddings of E into the running mean (all-zero rows skipped)."""
+        total, count = _unit_sum(E)
         seen = 0 if first else self.n_samples_seen_
         if seen + count == 0:
-            raise ValueError("No input with a nonzero embedding has been seen; the mean is undefined.")
-        previous = np.zeros_like(total) if first else self.mean_.astype(np.float64) * seen
+            raise ValueError(
+                "Every input given to fit has an all-zero embedding, so no mean can be "
+                "fitted; pass readable inputs or set image_mean to 'reference' or an array."
+            )
+        previous = 0.0 if first else self.mean_.astype(np.float64) * seen
         self.mean_ = ((previous + total) / (seen + count)).astype(np.float32)
         self.n_samples_seen_ = seen + count
-        return self
+
+    def _set_given_mean(self):
+        self.mean_ = np.asarray(self._given_mean(self.components_.shape[1]), dtype=np.float32)
+        self.n_samples_seen_ = 0
 
     def _setup(self):
         """The parts of the fitted state that do not depend on the inputs."""

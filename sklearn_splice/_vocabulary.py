@@ -102,6 +102,7 @@ def load_vocabulary(vocabulary="laion", size: int | None = 10000) -> list[str]:
             f"{source} repeats {len(concepts) - len(unique)} concept(s) "
             f"({', '.join(map(repr, repeated[:10]))}); each is kept once, at its first place.",
             UserWarning,
+            stacklevel=2,
         )
     if len(unique) < 2:
         raise ValueError(

@@ -196,3 +196,25 @@ def test_long_texts_are_truncated_consistently(encoder):
     shared = "cat " * 80
     a, b = encoder.encode_text([shared + "dog", shared + "a very different ending"])
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_checkpoint_of_another_model_is_named(tiny_clip, tmp_path):
+    config, _ = tiny_clip
+    wrong = tmp_path / "other.pt"
+    torch.save({"visual.proj": torch.zeros(3, 3)}, wrong)
+    with pytest.raises(ValueError, match=r"other\.pt'?: the checkpoint file could not be loaded into TinySpliceCLIP"):
+        OpenCLIPEncoder(config, pretrained=str(wrong), device="cpu").encode_text(["a"])
+
+
+def test_unreachable_tag_download_says_what_to_do(tiny_clip, monkeypatch):
+    from open_clip import pretrained as oc_pretrained
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("network is unreachable")
+
+    monkeypatch.setattr(oc_pretrained, "download_pretrained", offline)
+    import open_clip.factory
+
+    monkeypatch.setattr(open_clip.factory, "download_pretrained", offline)
+    with pytest.raises(RuntimeError, match="downloads them from the internet.*pretrained=<file>"):
+        OpenCLIPEncoder("ViT-B-32", pretrained="laion2b_s34b_b79k", device="cpu").encode_text(["a"])

@@ -86,3 +86,26 @@ def test_block_by_block_transform_with_dask_array(dask_client):
     lazy = blocks.map_blocks(splice.transform, dtype=np.float64, chunks=(100, len(WORDS)))
     out = lazy.compute()
     np.testing.assert_allclose(out, expected, atol=1e-9)
+
+
+def test_n_jobs_under_the_dask_backend(dask_client):
+    from joblib import parallel_config
+
+    X = np.random.RandomState(3).standard_normal((600, 16))
+    splice = toy(batch_size=64, n_jobs=3).fit(X)
+    expected = toy(batch_size=64).fit(X).transform(X).toarray()
+    with parallel_config(backend="dask"):
+        out = splice.transform(X).toarray()
+    np.testing.assert_allclose(out, expected, atol=1e-9)
+
+
+def test_partial_fit_over_dask_blocks(dask_client):
+    da = pytest.importorskip("dask.array")
+    X = np.random.RandomState(4).standard_normal((500, 16))
+    lazy = da.from_array(X, chunks=(120, 16))
+    inc = toy()
+    for block in lazy.to_delayed().ravel():  # one block in memory at a time
+        inc.partial_fit(dask_client.compute(block).result())
+    full = toy().fit(X)
+    np.testing.assert_allclose(inc.mean_, full.mean_, atol=1e-6)
+    assert inc.n_samples_seen_ == 500
