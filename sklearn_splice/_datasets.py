@@ -64,6 +64,15 @@ def from_torch_dataset(dataset: Any) -> tuple[list, np.ndarray]:
     Images may be PIL images, HxWxC uint8 arrays, or CxHxW tensors (float in [0, 1] or
     uint8), which become HxWxC uint8 arrays. Use a dataset without a ``transform``: the
     encoder applies CLIP's own preprocessing.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_splice import from_torch_dataset
+    >>> data = [(torch.zeros(3, 8, 8), 0), (torch.ones(3, 8, 8), 1)]  # any indexable dataset
+    >>> images, labels = from_torch_dataset(data)
+    >>> images[1].shape, images[1].max(), labels.tolist()
+    ((8, 8, 3), np.uint8(255), [0, 1])
     """
     images, labels = [], []
     for i in range(len(dataset)):

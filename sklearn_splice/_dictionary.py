@@ -41,6 +41,17 @@ def concept_embeddings(
     The cache key is the encoder's ``cache_identity()`` (backbone and weights) together with
     the exact list of concept strings, so any change to either rebuilds the entry. Encoders
     without ``cache_identity`` are not cached; ``cache_dir=False`` disables the cache.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_splice import concept_embeddings
+    >>> class Toy:
+    ...     def encode_text(self, texts):
+    ...         return np.array([[len(t), 1.0] for t in texts])
+    >>> concept_embeddings(Toy(), ["a", "bbb"], cache_dir=False).round(3)
+    array([[0.707, 0.707],
+           [0.949, 0.316]], dtype=float32)
     """
     identity = getattr(encoder, "cache_identity", None)
     folder = _resolve_cache_dir(cache_dir) if callable(identity) else None
@@ -97,6 +108,15 @@ def _memo(key: str, emb: np.ndarray) -> np.ndarray:
 
 
 def build_dictionary(unit_embeddings: np.ndarray) -> np.ndarray:
-    """``C = normalise(t - mean(t))``: centre over the vocabulary, then unit rows (SPEC.md)."""
+    """``C = normalise(t - mean(t))``: centre over the vocabulary, then unit rows (SPEC.md).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_splice import build_dictionary
+    >>> build_dictionary(np.array([[1.0, 1.0], [1.0, -1.0]]) / np.sqrt(2))
+    array([[ 0.,  1.],
+           [ 0., -1.]], dtype=float32)
+    """
     T = np.asarray(unit_embeddings, dtype=np.float64)
     return normalize_rows(T - T.mean(axis=0)).astype(np.float32)

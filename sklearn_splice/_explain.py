@@ -73,6 +73,14 @@ def top_concepts_frame(W: Any, feature_names: Any, k: int = 10, index: Any = Non
     """:func:`top_concepts` as a tidy DataFrame: ``sample, rank, concept, weight``.
 
     ``index`` labels the samples (e.g. their file paths); default 0..n-1.
+
+    Examples
+    --------
+    >>> from sklearn_splice import top_concepts_frame
+    >>> top_concepts_frame([[0.0, 0.5, 0.2]], ["cat", "dog", "tree"], index=["a.jpg"])
+      sample  rank concept  weight
+    0  a.jpg     1     dog     0.5
+    1  a.jpg     2    tree     0.2
     """
     pd = _pandas()
     pairs = top_concepts(W, feature_names, k)
@@ -156,6 +164,22 @@ def decomposition_quality(W: Any, embeddings: Any, splice: Any, y: Any = None):
     -------
     DataFrame
         Columns ``group, n_samples, mean_l0, median_l0, mean_fidelity``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_splice import SpliceTransformer, decomposition_quality
+    >>> class Toy:
+    ...     def encode_text(self, texts):
+    ...         return np.random.RandomState(0).randn(len(texts), 4)
+    ...     def encode_image(self, X):
+    ...         return np.asarray(X)
+    >>> X = np.random.RandomState(1).randn(6, 4)
+    >>> splice = SpliceTransformer(Toy(), vocabulary=list("abcdefgh"), l1_penalty=0.01,
+    ...                            device="cpu").fit(X)
+    >>> q = decomposition_quality(splice.transform(X), splice.embed(X), splice)
+    >>> list(q.columns)
+    ['group', 'n_samples', 'mean_l0', 'median_l0', 'mean_fidelity']
     """
     pd = _pandas()
     W = sp.csr_matrix(W) if not sp.issparse(W) else W.tocsr()
@@ -185,6 +209,16 @@ def compare_classes(
     DataFrame
         ``concept, prevalence_a, prevalence_b, difference, mean_weight_a, mean_weight_b``,
         the ``top`` largest differences ``prevalence_a - prevalence_b`` first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_splice import compare_classes
+    >>> W = np.array([[0.3, 0.2], [0.4, 0.0], [0.0, 0.1]])
+    >>> compare_classes(W, ["swimwear", "bird"], ["water", "water", "land"],
+    ...                 "water", "land", top=1)[["concept", "difference"]]
+        concept  difference
+    0  swimwear         1.0
     """
     pd = _pandas()
     W, names = _check(W, feature_names)
@@ -223,6 +257,18 @@ def coefficient_table(classifier: Any, feature_names: Any, *, top: int = 10):
     -------
     DataFrame
         Columns ``class, rank, concept, coefficient``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn_splice import coefficient_table
+    >>> X = np.array([[1.0, 0.0], [0.8, 0.1], [0.0, 1.0], [0.1, 0.9]])
+    >>> clf = LogisticRegression().fit(X, ["sea", "sea", "snow", "snow"])
+    >>> coefficient_table(clf, ["waves", "ice"], top=1)[["class", "concept"]]
+      class concept
+    0  snow     ice
+    1   sea   waves
     """
     pd = _pandas()
     coef = np.atleast_2d(np.asarray(classifier.coef_, dtype=np.float64))

@@ -41,6 +41,15 @@ def plot_concepts(concepts: Any, weights: Any = None, *, top: int = 10, ax: Any 
     Returns
     -------
     ax : matplotlib Axes
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn_splice import plot_concepts
+    >>> ax = plot_concepts([("sea", 0.5), ("sand", 0.2), ("sky", 0.3)], top=2)
+    >>> [t.get_text() for t in ax.get_yticklabels()]
+    ['sky', 'sea']
     """
     if weights is None:
         if hasattr(concepts, "index") and hasattr(concepts, "to_numpy"):
@@ -64,6 +73,16 @@ def plot_prevalence(distribution: Any, concepts: Any, *, ax: Any = None, title: 
     """Side-by-side prevalence of chosen concepts in each class.
 
     ``distribution`` is the DataFrame of :func:`concept_distribution` (with ``y``).
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn_splice import concept_distribution, plot_prevalence
+    >>> dist = concept_distribution([[0.3, 0.0], [0.0, 0.2]], ["sea", "snow"], ["beach", "ski"])
+    >>> ax = plot_prevalence(dist, ["sea", "snow"])
+    >>> len(ax.patches)
+    4
     """
     groups = list(dict.fromkeys(distribution["group"]))
     concepts = list(concepts)
@@ -91,6 +110,16 @@ def plot_coefficients(classifier: Any, feature_names: Any, *, top: int = 10, cla
     """A linear classifier's largest coefficients (by absolute value) as concept words.
 
     Positive coefficients are drawn in blue, negative ones in red.
+
+    Examples
+    --------
+    >>> import matplotlib
+    >>> matplotlib.use("Agg")
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn_splice import plot_coefficients
+    >>> clf = LogisticRegression().fit([[1.0, 0.0], [0.0, 1.0]], [0, 1])
+    >>> len(plot_coefficients(clf, ["waves", "ice"]).patches)
+    2
     """
     coef = np.atleast_2d(np.asarray(classifier.coef_, dtype=float))[class_index]
     names = np.asarray(feature_names, dtype=object)
