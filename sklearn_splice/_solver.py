@@ -10,13 +10,14 @@ result is deterministic) and stop per sample on a relative duality gap computed 
 ``"working_set"`` (default)
     Each outer iteration makes one pass over the dictionary (a float32 ``(B, d) @ (d, c)``
     product) to score every concept, certifies the current point with the duality gap, and
-    grows a small per-sample working set from the concepts that break the optimality
-    conditions. The problem restricted to the working set is solved on its small Gram
-    matrix by a primal-dual active-set method (float32, falling back to Lawson-Hanson when
-    it cycles), then re-solved in float64 on the support it found, so a converged answer is
-    the exact optimum up to round-off, not an approximation that merely meets ``tol``.
-    Memory is ``O(B * (c + K * d + K^2))`` for working sets of size ``K``: the ``c x c``
-    Gram matrix is never formed.
+    grows a small per-sample working set (the support plus the concepts that break the
+    optimality conditions most). The problem restricted to the working set is solved
+    exactly, in float64, on its small Gram matrix by a primal-dual active-set method
+    (falling back to Lawson-Hanson when it cycles); the support's rows and Gram matrix are
+    carried to the next iteration, which only computes the blocks of the rows it adds. A
+    converged answer is the exact optimum up to round-off, not an approximation that merely
+    meets ``tol``. Memory is ``O(B * (c + K * d + K^2))`` for working sets of size ``K``:
+    the ``c x c`` Gram matrix is never formed.
 ``"fista"``
     Accelerated proximal gradient in float64, two dictionary passes per iteration. Slow but
     simple: kept to cross-check the default solver.
@@ -250,46 +251,54 @@ def _relative_gap(z, r, w_sum, cmax, mu):
     return rel, primal
 
 
-def _exact_max_corr(corr32, r, C64, margin_coef, idx, supp_corr):
+def _exact_max_corr(best32, others32, r, C64, margin_coef, supp_corr):
     """``max_j C_j . r`` in float64, using the float32 scores only to pick candidates.
 
-    The support's exact scores come from the last solve (``supp_corr``, at ``idx``; -inf
-    where unused). Every other concept whose float32 score is within twice the round-off
-    bound of the best one is rescored exactly.
+    ``best32`` is the largest float32 score of each row and ``others32`` the scores with
+    the support masked to -inf; the support's exact scores are ``supp_corr``. Every other
+    concept whose float32 score is within twice the round-off bound of the best one is
+    rescored exactly.
     """
     torch = import_torch()
     margin = margin_coef * torch.linalg.vector_norm(r, dim=1).float()
-    best = corr32.max(1).values
-    others = corr32
-    if idx.shape[1]:
-        known = torch.isfinite(supp_corr)
-        kept = torch.where(known, torch.full_like(corr32[:, : idx.shape[1]], float("-inf")), corr32.gather(1, idx))
-        others = corr32.scatter(1, idx, kept)
-    k = int((others >= (best - 2 * margin)[:, None]).sum(1).max())
-    cmax = supp_corr.max(1).values if idx.shape[1] else torch.full_like(best, float("-inf"), dtype=r.dtype)
+    k = int((others32 >= (best32 - 2 * margin)[:, None]).sum(1).max())
+    if supp_corr.shape[1]:
+        cmax = supp_corr.max(1).values
+    else:
+        cmax = torch.full_like(r[:, 0], float("-inf"))
     if k:
-        ids = others.topk(k, dim=1).indices
+        ids = others32.topk(k, dim=1).indices
         exact = torch.einsum("bkd,bd->bk", C64[ids], r)
         cmax = torch.maximum(cmax, exact.max(1).values)
     return cmax
 
 
 def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
-    """Solve one batch; returns COO parts (rows, cols, values), gaps and pass counts."""
+    """Solve one batch; returns COO parts (rows, cols, values), gaps and pass counts.
+
+    Each row carries its support ``S`` with the float64 rows ``C_S`` and Gram matrix
+    ``G_SS`` from one iteration to the next, so an iteration only gathers and multiplies
+    the rows it adds: ``G`` of the working set ``S + A`` is assembled from ``G_SS``,
+    ``C_S C_A^T`` and ``C_A C_A^T``.
+    """
     torch = import_torch()
     B, d = z.shape
     c = C_pass.shape[0]
     dev = z.device
-    min_add = min(c, 32)
+    f64 = torch.float64
+    min_add = min(c, 16)
 
     act = torch.arange(B, device=dev)  # rows of the batch still being solved
     idx = torch.zeros((B, 0), dtype=torch.long, device=dev)
-    w = torch.zeros((B, 0), dtype=torch.float64, device=dev)
+    w = torch.zeros((B, 0), dtype=f64, device=dev)
     valid = torch.zeros((B, 0), dtype=torch.bool, device=dev)
+    CS = torch.zeros((B, 0, d), dtype=f64, device=dev)
+    G = torch.zeros((B, 0, 0), dtype=f64, device=dev)
+    q = torch.zeros((B, 0), dtype=f64, device=dev)  # C_S z - mu
+    supp_corr = torch.zeros((B, 0), dtype=f64, device=dev)  # exact C_S r; -inf when unused
     r = z.clone()
     zz = z
-    supp_corr = torch.zeros((B, 0), dtype=torch.float64, device=dev)
-    gaps = torch.full((B,), float("inf"), dtype=torch.float64, device=dev)
+    gaps = torch.full((B,), float("inf"), dtype=f64, device=dev)
     passes = torch.zeros(B, dtype=torch.long, device=dev)
     out_rows, out_cols, out_vals = [], [], []
 
@@ -300,61 +309,63 @@ def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
         out_cols.append(idx[sel][keep])
         out_vals.append(w[sel][keep])
 
-    zc = None  # float32 scores of the signal itself, from the first pass (where r = z)
-    # Rows whose objective stopped falling: the float32 solve and the float64 polish on its
-    # support disagree there (nearly degenerate problems), so they get a float64 solve on
-    # the whole working set from then on, which cannot stall.
-    exact = torch.zeros(B, dtype=torch.bool, device=dev)
-    prev = torch.full((B,), float("inf"), dtype=torch.float64, device=dev)
     for _ in range(max_iter):
         corr = r.float() @ C_pass.T
-        if zc is None:
-            zc = corr.clone()
         passes[act] += 1
-        cmax = _exact_max_corr(corr, r, C64, margin_coef, idx, supp_corr)
-        rel, primal = _relative_gap(zz, r, (w * valid).sum(1), cmax, mu)
+        best = corr.max(1).values
+        if idx.shape[1]:  # from here on, corr scores the concepts outside the support
+            old = corr.gather(1, idx)
+            corr.scatter_(1, idx, torch.where(valid, torch.full_like(old, float("-inf")), old))
+        cmax = _exact_max_corr(best, corr, r, C64, margin_coef, supp_corr)
+        rel, _ = _relative_gap(zz, r, (w * valid).sum(1), cmax, mu)
         gaps[act] = rel
-        exact = exact | (primal >= prev * (1 - 1e-12))
-        prev = primal
         done = rel <= tol
         if bool(done.any()):
             emit(done)
             keep = ~done
-            act, idx, w, valid, r, zz, corr, supp_corr, zc, exact, prev = (
-                t[keep] for t in (act, idx, w, valid, r, zz, corr, supp_corr, zc, exact, prev)
+            act, idx, w, valid, CS, G, q, supp_corr, r, zz, corr = (
+                t[keep] for t in (act, idx, w, valid, CS, G, q, supp_corr, r, zz, corr)
             )
         if act.numel() == 0:
             break
 
-        # New working set: the current support, then the concepts that break the
-        # optimality conditions most (score above mu), up to about the support's size again.
-        supp = valid & (w > 0)
-        n_supp = supp.sum(1)
+        # Add the concepts that break the optimality conditions most (score above mu):
+        # half the support's size, at least 16. Small steps keep the Gram blocks and
+        # solves small; each costs one more pass, which is cheaper (measured).
+        n_supp = valid.sum(1)
         score = corr
-        if idx.shape[1]:
-            old = score.gather(1, idx)
-            score.scatter_(1, idx, torch.where(supp, torch.full_like(old, float("inf")), old))
-        n_viol = (score > mu).sum(1) - n_supp
-        n_add = torch.minimum(n_viol, torch.clamp(n_supp, min=min_add)).clamp(min=1)
-        size = torch.clamp(n_supp + n_add, max=c)
-        K = int(size.max())
-        new_idx = score.topk(K, dim=1).indices
-        new_valid = torch.arange(K, device=dev)[None, :] < size[:, None]
-        if idx.shape[1]:
-            same = new_idx[:, :, None] == idx[:, None, :]
-            w0 = (same * (w * supp)[:, None, :]).sum(2)
-        else:
-            w0 = torch.zeros((act.numel(), K), dtype=torch.float64, device=dev)
-        # Float32 is enough to find the support; _polish then solves exactly on it.
-        CW = C_pass[new_idx]  # (b, K, d)
-        G = CW @ CW.transpose(1, 2)
-        q = zc.gather(1, new_idx) - mu
-        w, ok = _pdas_qp(G, q, w0.float(), new_valid, mu)
+        n_viol = (score > mu).sum(1)
+        n_add = torch.minimum(n_viol, torch.clamp(n_supp // 2, min=min_add)).clamp(min=1, max=c)
+        A = int(n_add.max())
+        add_idx = score.topk(A, dim=1).indices
+        add_valid = torch.arange(A, device=dev)[None, :] < n_add[:, None]
+        CA = C64[add_idx]
+        G_SA = CS @ CA.transpose(1, 2)
+        G = torch.cat(
+            [torch.cat([G, G_SA], 2), torch.cat([G_SA.transpose(1, 2), CA @ CA.transpose(1, 2)], 2)], 1
+        )
+        q = torch.cat([q, torch.einsum("bad,bd->ba", CA, zz) - mu], 1)
+        idx = torch.cat([idx, add_idx], 1)
+        set_valid = torch.cat([valid, add_valid], 1)
+        w0 = torch.cat([w * valid, torch.zeros_like(add_idx, dtype=f64)], 1)
+
+        w, ok = _pdas_qp(G, q, w0, set_valid, mu)
         if not bool(ok.all()):
             bad = (~ok).nonzero().squeeze(1)
-            w[bad] = _active_set_qp(G[bad], q[bad], w0[bad].float(), new_valid[bad], mu)
-        w = w.double()
-        idx, w, valid, r, supp_corr = _polish(new_idx, w * new_valid, new_valid, exact, C64, zz, mu)
+            w[bad] = _active_set_qp(G[bad], q[bad], w0[bad], set_valid[bad], mu)
+        w = torch.where(set_valid, w.clamp_min(0.0), torch.zeros_like(w))
+
+        # Keep only the new support, compacted to the front of each row.
+        n_keep = (w > 0).sum(1)
+        S = int(n_keep.max())
+        order = torch.argsort(w, dim=1, descending=True)[:, :S]
+        idx, w, q = idx.gather(1, order), w.gather(1, order), q.gather(1, order)
+        valid = torch.arange(S, device=dev)[None, :] < n_keep[:, None]
+        CS = C64[idx]
+        G = G.gather(1, order[:, :, None].expand(-1, -1, G.shape[2])).gather(2, order[:, None, :].expand(-1, S, -1))
+        r = zz - torch.einsum("bs,bsd->bd", w, CS)
+        scores = q + mu - (G @ w[:, :, None]).squeeze(-1)  # C_S r = C_S z - G w
+        supp_corr = torch.where(valid, scores, torch.full_like(scores, float("-inf")))
     else:
         emit(torch.ones(act.numel(), dtype=torch.bool, device=dev))
 
@@ -362,41 +373,8 @@ def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
         rows, cols, vals = torch.cat(out_rows), torch.cat(out_cols), torch.cat(out_vals)
     else:
         rows = cols = torch.zeros(0, dtype=torch.long, device=dev)
-        vals = torch.zeros(0, dtype=torch.float64, device=dev)
+        vals = torch.zeros(0, dtype=f64, device=dev)
     return rows, cols, vals, gaps, passes
-
-
-def _polish(idx, w, in_set, whole, C64, z, mu):
-    """Re-solve each row on its support with a float64 Gram matrix.
-
-    The working-set solve uses a float32 Gram matrix, which finds the support but leaves
-    round-off of about 1e-7 in the weights; the support is much smaller than the working
-    set, so solving again there in float64 is cheap and makes the result exact. Rows in
-    ``whole`` are re-solved on their whole working set (``in_set``) instead.
-    Returns the compacted (indices, weights, valid) of the supports, the residual and the
-    supports' exact scores ``C_j . r`` (-inf in unused slots).
-    """
-    torch = import_torch()
-    n_supp = torch.where(whole, in_set.sum(1), (w > 0).sum(1))
-    S = max(int(n_supp.max()), 1)
-    key = torch.where(in_set, w, torch.full_like(w, -1.0))  # the set's zeros before padding
-    order = torch.argsort(key, dim=1, descending=True)[:, :S]
-    idx_s = idx.gather(1, order)
-    w_s = w.gather(1, order)
-    valid = torch.arange(S, device=w.device)[None, :] < n_supp[:, None]
-    CS = C64[idx_s]
-    G = CS @ CS.transpose(1, 2)
-    q = torch.einsum("bsd,bd->bs", CS, z) - mu
-    w_new, ok = _pdas_qp(G, q, w_s, valid, mu)
-    if not bool(ok.all()):
-        bad = (~ok).nonzero().squeeze(1)
-        w_new[bad] = _active_set_qp(G[bad], q[bad], w_s[bad], valid[bad], mu)
-    w_new = torch.where(valid, w_new.clamp_min(0.0), torch.zeros_like(w_new))
-    r = z - torch.einsum("bs,bsd->bd", w_new, CS)
-    valid = valid & (w_new > 0)
-    scores = q + mu - (G @ w_new[:, :, None]).squeeze(-1)  # C_S r = C_S z - G w
-    scores = torch.where(valid, scores, torch.full_like(scores, float("-inf")))
-    return idx_s, w_new, valid, r, scores
 
 
 def _masked_solve(G, q, P):
