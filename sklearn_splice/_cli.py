@@ -88,16 +88,16 @@ def _splice(args, n_images: int):
 
 
 def _decompose(args) -> list[dict]:
+    from ._explain import top_concepts
+
     splice = _splice(args, len(args.images))
     W = splice.fit_transform(list(args.images)).tocsr()
-    names = splice.get_feature_names_out()
-    rows = []
-    for path, i in zip(args.images, range(W.shape[0])):
-        row = W.getrow(i)
-        order = np.argsort(-row.data, kind="stable")[: args.top]
-        concepts = [(str(names[row.indices[j]]), float(row.data[j])) for j in order]
-        rows.append({"image": path, "l0": int(row.nnz), "concepts": concepts})
-    return rows
+    tops = top_concepts(W, splice.get_feature_names_out(), args.top)
+    l0 = np.diff(W.indptr)
+    return [
+        {"image": path, "l0": int(n), "concepts": concepts}
+        for path, n, concepts in zip(args.images, l0, tops)
+    ]
 
 
 def _print(rows: list[dict], fmt: str, out) -> None:

@@ -112,23 +112,32 @@ def cached_encode(
 
 
 def _encode_subset(encode, items, positions):
+    """Encode ``items[positions]``; errors and warnings name inputs by their index in ``items``."""
+    import warnings
+
     if len(positions) == len(items):
         return np.asarray(encode(items))
     try:
-        return np.asarray(encode([items[i] for i in positions]))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            out = np.asarray(encode([items[i] for i in positions]))
     except (FileNotFoundError, ValueError, TypeError) as exc:
-        # Re-raise with the caller's index: the encoder only saw the subset.
         raise type(exc)(_reindex(str(exc), positions)) from exc
+    for w in caught:
+        warnings.warn(_reindex(str(w.message), positions), w.category, stacklevel=3)
+    return out
 
 
 def _reindex(message: str, positions: list[int]) -> str:
+    """Rewrite "Image k" / "Text k" (and "k: Image k") from subset to caller positions."""
     import re
 
-    def fix(match):
-        k = int(match.group(2))
-        return f"{match.group(1)}{positions[k] if k < len(positions) else k}"
+    def index(k: str) -> str:
+        k = int(k)
+        return str(positions[k] if k < len(positions) else k)
 
-    return re.sub(r"((?:Image|Text) )(\d+)", fix, message, count=1)
+    message = re.sub(r"\b(\d+): (Image|Text) (\d+)", lambda m: f"{index(m.group(1))}: {m.group(2)} {index(m.group(3))}", message)
+    return re.sub(r"(?<!: )\b(Image|Text) (\d+)", lambda m: f"{m.group(1)} {index(m.group(2))}", message)
 
 
 def _path(folder: Path, backbone: str, item_id: str) -> Path:

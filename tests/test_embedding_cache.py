@@ -103,3 +103,18 @@ def test_cached_rows_keep_their_order_and_errors_their_index(tmp_path):
     assert len(calls) == 3  # served from disk after the memory was cleared
     cached_encode(encode, "other-backbone", ["a"], "text", tmp_path)
     assert calls[-1] == ["a"]
+
+
+def test_unreadable_inputs_keep_their_index_when_others_are_cached(tiny_encoder, image_files, tmp_path):
+    paths, _ = image_files
+    tiny_encoder.set_params(on_error="zero")
+    splice = SpliceTransformer(tiny_encoder, vocabulary=WORDS, image_mean=np.zeros(32), device="cpu")
+    splice.fit(paths[:3])
+    splice.transform(paths[:3])  # now cached
+    items = paths[:3] + [str(tmp_path / "gone.jpg")]
+    with pytest.warns(UserWarning, match=r"3: Image 3 \(.*gone\.jpg\)"):
+        W = splice.transform(items)
+    assert W[3].nnz == 0
+    tiny_encoder.set_params(on_error="raise")
+    with pytest.raises(FileNotFoundError, match=r"Image 3 \(.*gone\.jpg\)"):
+        splice.transform(items)
