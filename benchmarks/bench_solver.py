@@ -7,6 +7,7 @@ scaling table over dictionary sizes and batch sizes.
 
     python benchmarks/bench_solver.py            # full run (about 10 minutes on 2 cores)
     python benchmarks/bench_solver.py --quick    # under 3 minutes
+    python benchmarks/bench_solver.py --device cuda   # our solver on a GPU (baselines stay on the CPU)
 """
 
 import argparse
@@ -53,20 +54,28 @@ def sparse_coder(Z, D, lam):
     return coder.transform(Z)
 
 
-def pass_time(Z, D, batch):
-    Zt = torch.as_tensor(Z[:batch], dtype=torch.float32)
-    Dt = torch.as_tensor(D, dtype=torch.float32)
-    Zt @ Dt.T
-    return timed(lambda: Zt @ Dt.T, repeat=5)[0] / len(Zt)
+def pass_time(Z, D, batch, device="cpu"):
+    Zt = torch.as_tensor(Z[:batch], dtype=torch.float32, device=device)
+    Dt = torch.as_tensor(D, dtype=torch.float32, device=device)
+
+    def one():
+        out = Zt @ Dt.T
+        if out.is_cuda:
+            torch.cuda.synchronize()
+
+    one()
+    return timed(one, repeat=5)[0] / len(Zt)
 
 
-def compare(D, Z, lam, n_ref, batch):
+def compare(D, Z, lam, n_ref, batch, device="cpu"):
     """One row per solver at one penalty: samples/s, ratio to sklearn Lasso, objective gap."""
     ref_t, W_ref = timed(lambda: sklearn_lasso(Z[:n_ref], D, lam))
     sc_t, W_sc = timed(lambda: sparse_coder(Z[:n_ref], D, lam))
-    nonnegative_lasso(Z[:8], D, lam, batch_size=batch)  # warm-up
-    ours_t, (W, info) = timed(lambda: nonnegative_lasso(Z, D, lam, batch_size=batch, return_info=True))
-    per_pass = pass_time(Z, D, batch)
+    nonnegative_lasso(Z[:8], D, lam, batch_size=batch, device=device)  # warm-up
+    ours_t, (W, info) = timed(
+        lambda: nonnegative_lasso(Z, D, lam, batch_size=batch, return_info=True, device=device)
+    )
+    per_pass = pass_time(Z, D, batch, device)
     ref_rate = n_ref / ref_t
     obj = objective(W[:n_ref], D, Z[:n_ref], lam)
     obj_ref = objective(W_ref, D, Z[:n_ref], lam)
@@ -74,7 +83,7 @@ def compare(D, Z, lam, n_ref, batch):
     print(f"  {'solver':44s} {'samples/s':>10s} {'x Lasso':>8s}")
     print(f"  {'sklearn Lasso per sample (SPEC settings)':44s} {ref_rate:10.1f} {1.0:8.1f}")
     print(f"  {'SparseCoder lasso_cd positive n_jobs=2':44s} {n_ref / sc_t:10.1f} {n_ref / sc_t / ref_rate:8.1f}")
-    print(f"  {'nonnegative_lasso working_set (ours)':44s} {len(Z) / ours_t:10.1f} {len(Z) / ours_t / ref_rate:8.1f}")
+    print(f"  {'nonnegative_lasso working_set (ours, ' + device + ')':44s} {len(Z) / ours_t:10.1f} {len(Z) / ours_t / ref_rate:8.1f}")
     print(f"  mean nonzeros {np.mean((W > 0).sum(1)):.1f}; worst relative duality gap {info['duality_gap'].max():.1e}")
     rel = np.abs(obj - obj_ref) / obj_ref
     print(f"  objective vs Lasso: max relative difference {rel.max():.1e} (ours lower or equal on "
@@ -85,17 +94,18 @@ def compare(D, Z, lam, n_ref, batch):
     return len(Z) / ours_t / ref_rate
 
 
-def scaling(sizes, batches, n, lam):
+def scaling(sizes, batches, n, lam, device="cpu"):
     print(f"\nscaling at penalty {lam}, {n} samples: samples/s (peak numpy memory of the call, sparse output)")
     print("  " + "c".rjust(7) + "".join(f"{'batch ' + str(b):>22s}" for b in batches))
     for c in sizes:
         D = make_concept_dictionary(c, 512, random_state=0)
         Z, _ = make_sparse_signals(D, n, random_state=1)
-        nonnegative_lasso(Z[:8], D, lam)
+        nonnegative_lasso(Z[:8], D, lam, device=device)
         cells = []
         for b in batches:
             tracemalloc.start()
-            t, _ = timed(lambda Z=Z, D=D, b=b: nonnegative_lasso(Z, D, lam, batch_size=b, sparse_output=True))
+            t, _ = timed(lambda Z=Z, D=D, b=b: nonnegative_lasso(
+                Z, D, lam, batch_size=b, sparse_output=True, device=device))
             peak = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
             cells.append(f"{n / t:9.0f} ({peak / 2**20:5.0f} MB)")
@@ -107,6 +117,7 @@ def scaling(sizes, batches, n, lam):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller run, under 3 minutes")
+    parser.add_argument("--device", default="cpu", help="device of our solver: cpu, cuda or auto")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.manual_seed(0)
@@ -117,13 +128,13 @@ def main():
     print(f"dictionary 10000 x 512: mean |cos| {off.mean():.3f}, pairs above 0.8: {(off > 0.8).mean() * 2000:.2f} per row")
     n, n_ref = (256, 24) if args.quick else (256, 64)
     Z, _ = make_sparse_signals(D, n, random_state=1)
-    r25 = compare(D, Z, 0.25, n_ref, 256)
-    r10 = compare(D, Z, 0.1, n_ref, 256)
+    r25 = compare(D, Z, 0.25, n_ref, 256, args.device)
+    r10 = compare(D, Z, 0.1, n_ref, 256, args.device)
     print(f"\nspeed-up over per-sample Lasso: {r25:.0f}x at 0.25 (target 50x), {r10:.0f}x at 0.1 (target 25x)")
     if args.quick:
-        scaling([2000, 10000], [64, 256], 256, 0.25)
+        scaling([2000, 10000], [64, 256], 256, 0.25, args.device)
     else:
-        scaling([2000, 10000, 30000], [64, 256, 1024], 1024, 0.25)
+        scaling([2000, 10000, 30000], [64, 256, 1024], 1024, 0.25, args.device)
 
 
 if __name__ == "__main__":
