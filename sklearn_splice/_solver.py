@@ -251,25 +251,31 @@ def _relative_gap(z, r, w_sum, cmax, mu):
     return rel, primal
 
 
-def _exact_max_corr(best32, others32, r, C64, margin_coef, supp_corr):
+def _exact_max_corr(best32, top_vals, top_ids, r, C64, margin_coef, supp_corr):
     """``max_j C_j . r`` in float64, using the float32 scores only to pick candidates.
 
-    ``best32`` is the largest float32 score of each row and ``others32`` the scores with
-    the support masked to -inf; the support's exact scores are ``supp_corr``. Every other
-    concept whose float32 score is within twice the round-off bound of the best one is
-    rescored exactly.
+    ``best32`` is each row's largest float32 score; ``top_vals``/``top_ids`` the largest
+    scores outside the support, whose exact scores are ``supp_corr``. Every concept whose
+    float32 score is within twice the round-off bound of the best one is rescored exactly;
+    a row with more such candidates than ``top_ids`` holds is rescored in full.
     """
     torch = import_torch()
     margin = margin_coef * torch.linalg.vector_norm(r, dim=1).float()
-    k = int((others32 >= (best32 - 2 * margin)[:, None]).sum(1).max())
+    cand = top_vals >= (best32 - 2 * margin)[:, None]
+    k = int(cand.sum(1).max())
     if supp_corr.shape[1]:
         cmax = supp_corr.max(1).values
     else:
         cmax = torch.full_like(r[:, 0], float("-inf"))
     if k:
-        ids = others32.topk(k, dim=1).indices
-        exact = torch.einsum("bkd,bd->bk", C64[ids], r)
+        exact = torch.einsum("bkd,bd->bk", C64[top_ids[:, :k]], r)
+        exact = torch.where(cand[:, :k], exact, torch.full_like(exact, float("-inf")))
         cmax = torch.maximum(cmax, exact.max(1).values)
+    if k == top_ids.shape[1] and top_ids.shape[1] < C64.shape[0]:
+        full = cand.all(1)  # candidates may go on beyond the ones listed
+        if bool(full.any()):
+            rows = full.nonzero().squeeze(1)
+            cmax[rows] = (r[rows] @ C64.T).max(1).values
     return cmax
 
 
@@ -316,15 +322,20 @@ def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
         if idx.shape[1]:  # from here on, corr scores the concepts outside the support
             old = corr.gather(1, idx)
             corr.scatter_(1, idx, torch.where(valid, torch.full_like(old, float("-inf")), old))
-        cmax = _exact_max_corr(best, corr, r, C64, margin_coef, supp_corr)
+        # One top-k serves both the certificate's candidates and the concepts to add.
+        n_supp = valid.sum(1)
+        cap = torch.clamp(n_supp // 2, min=min_add)
+        top_vals, top_ids = corr.topk(min(c, max(int(cap.max()), 8)), dim=1)
+        cmax = _exact_max_corr(best, top_vals, top_ids, r, C64, margin_coef, supp_corr)
         rel, _ = _relative_gap(zz, r, (w * valid).sum(1), cmax, mu)
         gaps[act] = rel
         done = rel <= tol
         if bool(done.any()):
             emit(done)
             keep = ~done
-            act, idx, w, valid, CS, G, q, supp_corr, r, zz, corr = (
-                t[keep] for t in (act, idx, w, valid, CS, G, q, supp_corr, r, zz, corr)
+            act, idx, w, valid, CS, G, q, supp_corr, r, zz, top_vals, top_ids, cap = (
+                t[keep]
+                for t in (act, idx, w, valid, CS, G, q, supp_corr, r, zz, top_vals, top_ids, cap)
             )
         if act.numel() == 0:
             break
@@ -332,12 +343,10 @@ def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
         # Add the concepts that break the optimality conditions most (score above mu):
         # half the support's size, at least 16. Small steps keep the Gram blocks and
         # solves small; each costs one more pass, which is cheaper (measured).
-        n_supp = valid.sum(1)
-        score = corr
-        n_viol = (score > mu).sum(1)
-        n_add = torch.minimum(n_viol, torch.clamp(n_supp // 2, min=min_add)).clamp(min=1, max=c)
+        n_viol = (top_vals > mu).sum(1)  # counted up to the cap, which is all we need
+        n_add = torch.minimum(n_viol, cap).clamp(min=1, max=c)
         A = int(n_add.max())
-        add_idx = score.topk(A, dim=1).indices
+        add_idx = top_ids[:, :A]
         add_valid = torch.arange(A, device=dev)[None, :] < n_add[:, None]
         CA = C64[add_idx]
         G_SA = CS @ CA.transpose(1, 2)
