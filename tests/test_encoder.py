@@ -218,3 +218,17 @@ def test_unreachable_tag_download_says_what_to_do(tiny_clip, monkeypatch):
     monkeypatch.setattr(open_clip.factory, "download_pretrained", offline)
     with pytest.raises(RuntimeError, match="downloads them from the internet.*pretrained=<file>"):
         OpenCLIPEncoder("ViT-B-32", pretrained="laion2b_s34b_b79k", device="cpu").encode_text(["a"])
+
+
+def test_other_text_towers_fall_back_to_encode_text(tiny_clip):
+    import copy
+
+    model = copy.deepcopy(reference_model(tiny_clip))
+    tokens = open_clip.get_tokenizer("TinySpliceCLIP")(["cat", "a dog on the grass"])
+    model.text_pool_type = "last"  # pooled at the last position: truncation would change it
+    assert not _encoder._supports_truncation(model)
+    with torch.no_grad():
+        np.testing.assert_array_equal(_encoder.encode_text_tokens(model, tokens), model.encode_text(tokens))
+    model.text_pool_type = "argmax"
+    model.attn_mask = None  # a non-causal tower
+    assert not _encoder._supports_truncation(model)
