@@ -259,7 +259,7 @@ class OpenCLIPEncoder(BaseEstimator):
             return pre
         items = _as_item_list(inputs, "images")
         model, preprocess, _, device = self._load()
-        dtype = next(model.parameters()).dtype
+        dtype = _input_dtype(self.precision)
         out = np.empty((len(items), self.embedding_dim), dtype=np.float32)
         workers = min(4, os.cpu_count() or 1) if self.num_workers is None else self.num_workers
         skip = self.on_error == "zero"
@@ -334,12 +334,18 @@ class OpenCLIPEncoder(BaseEstimator):
             def on_cpu(x):
                 cpu_model = self._load(device="cpu")[0]
                 with torch.inference_mode():
-                    return call(cpu_model, x.to("cpu", dtype=next(cpu_model.parameters()).dtype))
+                    return call(cpu_model, x.to("cpu") if x.is_floating_point() else x.cpu())
 
             fallback = on_cpu if batch.device.type != "cpu" else None
             return run_split_on_oom(on_device, batch, combine=combine, fallback=fallback, what=what)
 
         return run
+
+
+def _input_dtype(precision: str):
+    """dtype of the pixels fed to a model created with open_clip ``precision``."""
+    torch = import_torch()
+    return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
 
 
 def _preprocessed_batches(items: list, preprocess, batch_size: int, workers: int, skip=False):

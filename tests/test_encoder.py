@@ -232,3 +232,23 @@ def test_other_text_towers_fall_back_to_encode_text(tiny_clip):
     model.text_pool_type = "argmax"
     model.attn_mask = None  # a non-causal tower
     assert not _encoder._supports_truncation(model)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_half_precision_models_return_float32(tiny_clip, image_files, precision):
+    # the original code crashed when float16 model outputs met float32 dictionaries
+    config, checkpoint = tiny_clip
+    paths, _ = image_files
+    half = OpenCLIPEncoder(config, pretrained=checkpoint, device="cpu", precision=precision)
+    full = OpenCLIPEncoder(config, pretrained=checkpoint, device="cpu")
+    for method, inputs in (("encode_text", ["cat", "a red car"]), ("encode_image", paths[:2])):
+        out = getattr(half, method)(inputs)
+        assert out.dtype == np.float32
+        ref = getattr(full, method)(inputs)
+        cos = (out * ref).sum(1) / np.linalg.norm(out, axis=1) / np.linalg.norm(ref, axis=1)
+        assert (cos > 0.99).all()
+
+
+def test_model_names_with_slashes():
+    assert OpenCLIPEncoder("ViT-B/32").cache_identity() == OpenCLIPEncoder("ViT-B-32").cache_identity()
+    assert OpenCLIPEncoder("ViT-B/32").embedding_dim == 512
