@@ -87,7 +87,7 @@ def concept_embeddings(
 
 
 def _encode_concepts(encoder: Any, concepts: list[str], verbose: bool) -> np.ndarray:
-    if not verbose:
+    if not verbose or getattr(encoder, "verbose", False):  # a verbose encoder shows its own
         return np.asarray(encoder.encode_text(concepts), dtype=np.float32)
     # In chunks, so that any encoder shows progress on a 10,000-word vocabulary.
     from tqdm.auto import tqdm

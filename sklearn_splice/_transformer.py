@@ -293,6 +293,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
 
     def _fit(self, X):
         """Fit the state; returns the embeddings of X when they were needed."""
+        self._check_files_exist(X)
         self._setup()
         if self._mean_is_fitted():
             E = self._embed(X, reset=True)
@@ -332,6 +333,16 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
                 self._set_given_mean()
             self._check_input(X, reset=first)
         return self
+
+    def _check_files_exist(self, X):
+        """Name a missing image file before the (slow) concept dictionary is built."""
+        encoder = OpenCLIPEncoder() if self.encoder is None else self.encoder
+        if self.modality != "image" or getattr(encoder, "on_error", "raise") != "raise":
+            return
+        items = None if _is_matrix_input(X) else _as_item_list(X)
+        for i, item in enumerate(items or ()):
+            if isinstance(item, (str, os.PathLike)) and not os.path.exists(item):
+                raise FileNotFoundError(f"Image {i} ({os.fspath(item)}) does not exist.")
 
     def _mean_is_fitted(self):
         return isinstance(self.image_mean, str) and self.image_mean == "fit"

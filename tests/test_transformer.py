@@ -351,3 +351,13 @@ def test_invalid_encoder_parameters_are_named(tiny_clip, name, value):
     enc = OpenCLIPEncoder(config, pretrained=checkpoint, device="cpu").set_params(**{name: value})
     with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of OpenCLIPEncoder"):
         enc._load()
+
+
+def test_missing_file_is_reported_before_the_dictionary_is_built(tmp_path):
+    from helpers import CountingEncoder
+
+    enc = CountingEncoder(HashingEncoder(width=16))
+    splice = SpliceTransformer(enc, vocabulary=WORDS, device="cpu")
+    with pytest.raises(FileNotFoundError, match=r"Image 1 \(.*nope\.jpg\) does not exist"):
+        splice.fit([str(tmp_path), str(tmp_path / "nope.jpg")])
+    assert enc.n_texts == 0  # no concept was encoded
