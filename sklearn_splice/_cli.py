@@ -165,7 +165,7 @@ def _plot(dist, names, W, labels, path, top):
     else:
         from ._explain import concept_distribution
 
-        chosen = list(dict.fromkeys(dist["concept"]))[:top]
+        chosen = list(dict.fromkeys(dist["concept"]))  # each class's top concepts
         ax = plot_prevalence(concept_distribution(W, names, labels), chosen, title="prevalence by class")
     ax.figure.tight_layout()
     ax.figure.savefig(path, dpi=100)

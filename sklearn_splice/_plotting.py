@@ -13,7 +13,7 @@ import numpy as np
 __all__ = ["plot_concepts", "plot_prevalence", "plot_coefficients"]
 
 
-def _axes(ax, height):
+def _axes(ax, height, *, size=None):
     if ax is not None:
         return ax
     try:
@@ -22,7 +22,7 @@ def _axes(ax, height):
         raise ImportError(
             "Plotting needs matplotlib: `pip install matplotlib` (or the [plot] extra)."
         ) from exc
-    _, ax = plt.subplots(figsize=(6, max(2.0, 0.3 * height + 1)))
+    _, ax = plt.subplots(figsize=size or (6, max(2.0, 0.3 * height + 1)))
     return ax
 
 
@@ -90,7 +90,7 @@ def plot_prevalence(distribution: Any, concepts: Any, *, ax: Any = None, title: 
     if missing:
         raise ValueError(f"Concepts not in the distribution: {missing}")
     table = distribution.set_index(["group", "concept"])["prevalence"]
-    ax = _axes(ax, len(concepts))
+    ax = _axes(ax, len(concepts), size=(max(6.0, 0.5 * len(concepts) * len(groups) + 2), 4.5))
     width = 0.8 / max(len(groups), 1)
     x = np.arange(len(concepts))
     for k, group in enumerate(groups):
@@ -99,7 +99,8 @@ def plot_prevalence(distribution: Any, concepts: Any, *, ax: Any = None, title: 
     ax.set_xticks(x + width * (len(groups) - 1) / 2)
     ax.set_xticklabels(concepts, rotation=45, ha="right")
     ax.set_ylabel("prevalence")
-    ax.legend(title="class")
+    ax.set_ylim(0, 1.05)
+    ax.legend(title="class", loc="upper left", bbox_to_anchor=(1.0, 1.0))
     if title:
         ax.set_title(title)
     return ax
