@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ._cache import cache_key, default_cache_dir, load_cached_array, save_cached_array
+from ._progress import progress
 
 __all__ = ["normalize_rows", "concept_embeddings", "build_dictionary"]
 
@@ -90,11 +91,10 @@ def _encode_concepts(encoder: Any, concepts: list[str], verbose: bool) -> np.nda
     if not verbose or getattr(encoder, "verbose", False):  # a verbose encoder shows its own
         return np.asarray(encoder.encode_text(concepts), dtype=np.float32)
     # In chunks, so that any encoder shows progress on a 10,000-word vocabulary.
-    from tqdm.auto import tqdm
-
     chunk = 1000
+    starts = range(0, len(concepts), chunk)
     parts = []
-    for start in tqdm(range(0, len(concepts), chunk), desc=f"encoding {len(concepts)} concepts", file=sys.stderr):
+    for start in progress(starts, len(starts), f"encoding {len(concepts)} concepts"):
         parts.append(np.asarray(encoder.encode_text(concepts[start : start + chunk]), dtype=np.float32))
     return np.concatenate(parts)
 

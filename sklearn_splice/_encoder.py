@@ -6,15 +6,16 @@ import difflib
 import os
 import threading
 from collections.abc import Sequence
+from numbers import Integral
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
-from numbers import Integral
 
 from ._images import load_image
+from ._progress import progress
 from ._torch_utils import import_open_clip, import_torch, resolve_device, run_split_on_oom
 
 __all__ = ["OpenCLIPEncoder"]
@@ -24,14 +25,6 @@ __all__ = ["OpenCLIPEncoder"]
 _MODELS: dict[tuple, tuple] = {}
 _MODELS_LOCK = threading.Lock()
 _REGISTERED_CONFIGS: dict[str, str] = {}
-
-
-def _progress(iterable, total, desc, enabled):
-    if not enabled:
-        return iterable
-    from tqdm.auto import tqdm
-
-    return tqdm(iterable, total=total, desc=desc)
 
 
 def _as_embedding_matrix(inputs: Any, width: int, what: str) -> np.ndarray | None:
@@ -267,7 +260,7 @@ class OpenCLIPEncoder(BaseEstimator):
         n_batches = -(-len(items) // self.batch_size)
         forward = self._resilient(lambda m, x: m.encode_image(x), "image")
         failures = []
-        for start, pixels, failed in _progress(batches, n_batches, "encoding images", self.verbose):
+        for start, pixels, failed in progress(batches, n_batches, "encoding images", self.verbose):
             stop = min(start + self.batch_size, len(items))
             bad = {i for i, _ in failed}
             out[sorted(bad)] = 0.0
@@ -313,7 +306,7 @@ class OpenCLIPEncoder(BaseEstimator):
         order = np.argsort(-lengths, kind="stable")
         starts = range(0, len(items), self.batch_size)
         forward = self._resilient(encode_text_tokens, "text")
-        for start in _progress(starts, len(starts), "encoding texts", self.verbose):
+        for start in progress(starts, len(starts), "encoding texts", self.verbose):
             sel = order[start : start + self.batch_size]
             emb = forward(model, tokens[torch.as_tensor(sel)].to(device))
             out[sel] = emb.float().cpu().numpy()

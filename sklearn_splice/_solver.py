@@ -35,6 +35,7 @@ import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 
+from ._progress import progress
 from ._torch_utils import import_torch, resolve_device, run_split_on_oom
 
 __all__ = ["nonnegative_lasso"]
@@ -161,8 +162,7 @@ def nonnegative_lasso(
         margin_coef = 2.0 * dictionary.shape[1] * _F32_UNIT * max(row_norm, 1.0)
         lipschitz = None
         starts = range(0, n, batch_size)
-        if verbose:
-            starts = _progress(starts, total=len(starts), desc="sparse coding")
+        starts = progress(starts, len(starts), "sparse coding", enabled=verbose)
         for start in starts:
             stop = min(start + batch_size, n)
             z = torch.as_tensor(X[start:stop], device=dev).double()
@@ -220,14 +220,6 @@ def _combine_parts(first, second, n_first):
         torch.cat([first[3], second[3]]),
         torch.cat([first[4], second[4]]),
     )
-
-
-def _progress(iterable, total, desc):
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover - tqdm comes with open_clip
-        return iterable
-    return tqdm(iterable, total=total, desc=desc)
 
 
 def _relative_gap(z, r, w_sum, cmax, mu):
