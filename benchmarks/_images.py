@@ -20,7 +20,8 @@ def make_image_folder(n: int, size: int = 256, folder: str | None = None):
         top = rng.randint(0, photo.shape[0] - size)
         left = rng.randint(0, photo.shape[1] - size)
         path = folder / f"img{i:05d}.jpg"
-        Image.fromarray(np.ascontiguousarray(photo[top : top + size, left : left + size])).save(path, quality=90)
+        crop = np.ascontiguousarray(photo[top : top + size, left : left + size])
+        Image.fromarray(crop).save(path, quality=90)
         paths.append(str(path))
         labels.append(label)
     return paths, np.array(labels)

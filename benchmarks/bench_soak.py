@@ -71,15 +71,20 @@ def main():
         one_run(args.child, args.batch_size)
         return
     sizes = [2000, 10000] if args.quick else args.sizes
-    print(f"{'samples':>8s} {'samples/s':>10s} {'peak RSS MB':>12s} {'before MB':>10s} {'input MB':>9s} {'output MB':>10s} {'nnz/row':>8s}")
+    print(
+        f"{'samples':>8s} {'samples/s':>10s} {'peak RSS MB':>12s} {'before MB':>10s} "
+        f"{'input MB':>9s} {'output MB':>10s} {'nnz/row':>8s}"
+    )
     rows = []
     for n in sizes:
-        out = subprocess.run([sys.executable, __file__, "--child", str(n), "--batch-size", str(args.batch_size)],
-                             check=True, capture_output=True, text=True).stdout
+        child = [sys.executable, __file__, "--child", str(n), "--batch-size", str(args.batch_size)]
+        out = subprocess.run(child, check=True, capture_output=True, text=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
         rows.append(r)
-        print(f"{r['n']:8d} {r['rate']:10.0f} {r['peak_mb']:12.0f} {r['before_mb']:10.0f} {r['input_mb']:9.0f} "
-              f"{r['output_mb']:10.1f} {r['nnz_per_row']:8.1f}")
+        print(
+            f"{r['n']:8d} {r['rate']:10.0f} {r['peak_mb']:12.0f} {r['before_mb']:10.0f} "
+            f"{r['input_mb']:9.0f} {r['output_mb']:10.1f} {r['nnz_per_row']:8.1f}"
+        )
     a, b = rows[0], rows[-1]
     growth = (b["peak_mb"] - b["before_mb"]) - (a["peak_mb"] - a["before_mb"])
     print(f"growth of transform's peak from {a['n']} to {b['n']} samples: {growth:.0f} MB "

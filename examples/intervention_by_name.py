@@ -18,7 +18,9 @@ from sklearn.pipeline import Pipeline
 from sklearn_splice import SpliceTransformer, load_image_folder
 
 paths, labels = load_image_folder(sys.argv[1])
-pipe = Pipeline([("splice", SpliceTransformer(l1_penalty=0.25)), ("clf", LogisticRegression(max_iter=1000))])
+pipe = Pipeline(
+    [("splice", SpliceTransformer(l1_penalty=0.25)), ("clf", LogisticRegression(max_iter=1000))]
+)
 edited = clone(pipe).set_params(splice__exclude_concepts=["glasses", "sunglasses", "eyewear"])
 for name, model in [("all concepts", pipe), ("without eyewear", edited)]:
     print(name, cross_val_score(model, paths, labels, cv=3).mean().round(3))

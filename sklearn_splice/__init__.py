@@ -7,6 +7,13 @@ concept words. The heavy dependencies (torch, open_clip) are imported only when 
 from ._datasets import from_torch_dataset, load_image_folder
 from ._dictionary import build_dictionary, concept_embeddings
 from ._encoder import OpenCLIPEncoder
+from ._errors import (
+    InputError,
+    InputTypeError,
+    MissingInputError,
+    UnreadableInputsWarning,
+    WeightsUnavailableError,
+)
 from ._explain import (
     coefficient_table,
     compare_classes,
@@ -39,6 +46,11 @@ __all__ = [
     "load_image_folder",
     "from_torch_dataset",
     "nonnegative_lasso",
+    "InputError",
+    "MissingInputError",
+    "InputTypeError",
+    "UnreadableInputsWarning",
+    "WeightsUnavailableError",
     "load_vocabulary",
     "load_reference_mean",
     "concept_embeddings",

@@ -1,36 +1,286 @@
-"""On-disk cache of arrays: atomic writes, no pickle, verified reads."""
+"""Where and how sklearn_splice caches: the folder rule, keys, one memory store, files.
+
+Every cache in the package goes through this module: the concept embeddings of a
+vocabulary and the embeddings of individual inputs. Both live in one bounded in-process
+store (shared by every clone in the process, so a grid search reuses them) and, unless the
+cache folder is disabled, in files written atomically, stored without pickle and verified
+on read.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import tempfile
+import threading
 import warnings
+from collections import OrderedDict
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["default_cache_dir", "cache_key", "load_cached_array", "save_cached_array"]
+__all__ = [
+    "CACHE_ENV",
+    "default_cache_dir",
+    "resolve_cache_dir",
+    "cache_key",
+    "file_identity",
+    "input_key",
+    "encoder_identity",
+    "MEMORY",
+    "clear_memory_cache",
+    "load_cached_array",
+    "save_cached_array",
+]
 
 CACHE_ENV = "SKLEARN_SPLICE_CACHE_DIR"
+# Bound of the in-process store: about half a million 512-d float32 embeddings.
+_MEMORY_LIMIT = 1 << 30
 
 
 def default_cache_dir() -> Path:
-    """``$SKLEARN_SPLICE_CACHE_DIR``, else ``$XDG_CACHE_HOME/sklearn_splice``, else ``~/.cache/sklearn_splice``."""
+    """The default cache folder.
+
+    ``$SKLEARN_SPLICE_CACHE_DIR``, else ``$XDG_CACHE_HOME/sklearn_splice``, else
+    ``~/.cache/sklearn_splice``.
+
+    Returns
+    -------
+    folder : Path
+    """
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "sklearn_splice"
 
 
+def resolve_cache_dir(cache_dir: Any) -> Path | None:
+    """The cache folder a ``cache_dir`` parameter means: ``False`` none, ``None`` the default.
+
+    Parameters
+    ----------
+    cache_dir : str, path-like, None or False
+
+    Returns
+    -------
+    folder : Path or None
+    """
+    if cache_dir is False:
+        return None
+    return default_cache_dir() if cache_dir is None else Path(os.fspath(cache_dir))
+
+
+def _utf8(text: str) -> bytes:
+    # Undecodable file names come back from os.listdir as lone surrogates: keep them distinct.
+    return text.encode("utf-8", "surrogatepass")
+
+
 def cache_key(*parts: str) -> str:
-    """A SHA-256 over the parts, length-prefixed so that no two part lists collide."""
+    """A SHA-256 over the parts, length-prefixed so that no two part lists collide.
+
+    Parameters
+    ----------
+    *parts : str
+        Any text, lone surrogates included.
+
+    Returns
+    -------
+    key : str
+        64 hexadecimal digits.
+    """
     h = hashlib.sha256()
     for part in parts:
-        data = part.encode("utf-8")
+        data = _utf8(part)
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
     return h.hexdigest()
+
+
+def file_identity(path: Any) -> str | None:
+    """``file:<real path>:<size>:<mtime in ns>``, or None when the file cannot be stat'ed.
+
+    A file replaced in place keeps its identity only if its size and modification time
+    stay the same to the nanosecond; tools that copy and then restore the time stamp
+    (``cp -p``, ``rsync -t``) of a file of equal size would not be noticed.
+
+    Parameters
+    ----------
+    path : str, bytes or path-like
+
+    Returns
+    -------
+    identity : str or None
+    """
+    try:
+        st = os.stat(path)
+        real = os.fsdecode(os.path.realpath(path))
+    except (OSError, ValueError):
+        return None
+    return f"file:{real}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def input_key(item: Any, kind: str) -> str | None:
+    """A content key for one input, or None when it has none (never cached then).
+
+    Texts and in-memory images (arrays, PIL images) are keyed by a hash of their content;
+    files by :func:`file_identity`.
+
+    Parameters
+    ----------
+    item : object
+        One input.
+    kind : {"image", "text"}
+
+    Returns
+    -------
+    key : str or None
+    """
+    if kind == "text":
+        return "text:" + hashlib.sha256(_utf8(item)).hexdigest() if isinstance(item, str) else None
+    if isinstance(item, (str, bytes, os.PathLike)):
+        return file_identity(item)
+    h = hashlib.sha256()
+    if isinstance(item, np.ndarray):
+        if item.dtype.kind not in "biufc":
+            return None
+        h.update(f"{item.shape}{item.dtype}".encode())
+        h.update(np.ascontiguousarray(item).tobytes())
+        return "array:" + h.hexdigest()
+    if hasattr(item, "getpixel") and hasattr(item, "tobytes"):  # a PIL image
+        try:
+            h.update(f"{item.mode}{item.size}".encode())
+            h.update(item.tobytes())
+        except (OSError, ValueError, AttributeError):
+            return None  # unreadable (closed, truncated): the reader names it
+        return "pil:" + h.hexdigest()
+    return None
+
+
+_WARNED_UNCACHEABLE: set[str] = set()
+
+
+def _fingerprint(value: Any) -> str:
+    """Stable text for a parameter value; raises TypeError for values without one."""
+    if value is None or isinstance(value, (bool, int, float, complex, str)):
+        return repr(value)
+    if isinstance(value, bytes):
+        return "bytes:" + hashlib.sha256(value).hexdigest()
+    if isinstance(value, os.PathLike):
+        return "path:" + os.fsdecode(value)
+    if isinstance(value, np.generic):
+        return repr(value.item())
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biufcUS":
+            raise TypeError("array of objects")
+        digest = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+        return f"array:{value.shape}:{value.dtype}:{digest}"
+    if isinstance(value, (list, tuple)):
+        return type(value).__name__ + "[" + ",".join(_fingerprint(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = sorted((_fingerprint(k), _fingerprint(v)) for k, v in value.items())
+        return "dict{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
+    if hasattr(value, "get_params") and hasattr(value, "set_params"):
+        params = value.get_params(deep=False)
+        cls = type(value)
+        return f"{cls.__module__}.{cls.__qualname__}({_fingerprint(params)})"
+    raise TypeError(type(value).__name__)
+
+
+def encoder_identity(encoder: Any) -> str | None:
+    """What names an encoder's outputs in the caches, or None when nothing does.
+
+    ``encoder.cache_identity()`` when the encoder has it; for a scikit-learn estimator its
+    class and parameters (estimators are defined by their parameters); otherwise None, with
+    a warning (once per class and process) that its inputs are embedded again on every fit.
+
+    Parameters
+    ----------
+    encoder : object
+
+    Returns
+    -------
+    identity : str or None
+    """
+    identity = getattr(encoder, "cache_identity", None)
+    if callable(identity):
+        return str(identity())
+    try:
+        if hasattr(encoder, "get_params"):
+            return "estimator:" + _fingerprint(encoder)
+    except TypeError:
+        pass
+    cls = type(encoder)
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if name not in _WARNED_UNCACHEABLE:
+        _WARNED_UNCACHEABLE.add(name)
+        warnings.warn(
+            f"The encoder {cls.__qualname__} has no cache_identity() method and is not a "
+            "scikit-learn estimator with plain parameters, so its embeddings cannot be "
+            "cached: every fit (each candidate and fold of a grid search) embeds its inputs "
+            "and the vocabulary again. Give it a cache_identity() method returning a string "
+            "that changes whenever its outputs would.",
+            UserWarning,
+            stacklevel=3,
+        )
+    return None
+
+
+class MemoryStore:
+    """A thread-safe LRU store of arrays, bounded by their total size in bytes.
+
+    Parameters
+    ----------
+    limit : int
+        Most bytes held; the least recently used arrays go first.
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self._items: OrderedDict[tuple, np.ndarray] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple) -> np.ndarray | None:
+        """The array stored under ``key``, or None."""
+        with self._lock:
+            value = self._items.get(key)
+            if value is not None:
+                self._items.move_to_end(key)
+            return value
+
+    def put(self, key: tuple, value: np.ndarray) -> np.ndarray:
+        """Store a read-only view of ``value`` (callers share it) and return that view."""
+        value = value.view()
+        value.flags.writeable = False
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._bytes -= old.nbytes
+            self._items[key] = value
+            self._bytes += value.nbytes
+            while self._bytes > self.limit and len(self._items) > 1:
+                _, dropped = self._items.popitem(last=False)
+                self._bytes -= dropped.nbytes
+        return value
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+#: The one in-process store of the package: concept and input embeddings.
+MEMORY = MemoryStore(_MEMORY_LIMIT)
+
+
+def clear_memory_cache() -> None:
+    """Forget every embedding held in this process (the files on disk stay)."""
+    MEMORY.clear()
 
 
 def _checksum(array: np.ndarray) -> str:
@@ -42,16 +292,27 @@ def load_cached_array(path: Path, key: str) -> np.ndarray | None:
 
     A file that cannot be read, holds another key or fails its checksum is reported once
     with a warning and removed, so that the caller rebuilds it.
+
+    Parameters
+    ----------
+    path : Path
+        The cache file.
+    key : str
+        The key it must have been written for.
+
+    Returns
+    -------
+    array : ndarray or None
     """
     path = Path(path)
     if not path.exists():
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
-            stored_key = str(data["key"])
+            stored_key = str(data["key"])  # a digest of the key: any text can be stored
             array = data["array"]
             checksum = str(data["checksum"])
-        if stored_key != key:
+        if stored_key != cache_key(key):
             problem = "it belongs to another key"
         elif _checksum(array) != checksum:
             problem = "its checksum does not match"
@@ -68,13 +329,25 @@ def load_cached_array(path: Path, key: str) -> np.ndarray | None:
 
 
 def save_cached_array(path: Path, key: str, array: np.ndarray) -> None:
-    """Write atomically (temporary file, then rename) so readers never see a partial file."""
+    """Write atomically (temporary file, then rename) so readers never see a partial file.
+
+    Parameters
+    ----------
+    path : Path
+        The cache file.
+    key : str
+        Stored with the array and checked by :func:`load_cached_array`.
+    array : ndarray
+        A numeric array.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, array=array, key=np.array(key), checksum=np.array(_checksum(array)))
+            np.savez(
+                fh, array=array, key=np.array(cache_key(key)), checksum=np.array(_checksum(array))
+            )
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -3,112 +3,145 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ._cache import cache_key, default_cache_dir, load_cached_array, save_cached_array
+from ._cache import (
+    MEMORY,
+    cache_key,
+    encoder_identity,
+    load_cached_array,
+    resolve_cache_dir,
+    save_cached_array,
+)
+from ._embedding import check_embeddings
 from ._progress import progress
 
 __all__ = ["normalize_rows", "concept_embeddings", "build_dictionary"]
 
-# Recently used concept embeddings, so that clones fitted in one process (a grid search)
-# do not each re-read and re-verify the cache file.
-_MEMO: dict[str, np.ndarray] = {}
-_MEMO_SIZE = 4
-
 
 def normalize_rows(A: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit L2 norm; all-zero rows stay zero instead of becoming NaN."""
+    """Rows scaled to unit L2 norm; all-zero rows stay zero instead of becoming NaN.
+
+    Each row is first divided by its largest absolute entry, so that norms of rows with
+    entries near 1e200 or 1e-200 neither overflow nor underflow.
+
+    Parameters
+    ----------
+    A : array-like of shape (n, d)
+        Finite values.
+
+    Returns
+    -------
+    U : ndarray of shape (n, d)
+        Float rows of unit norm (or zero).
+    """
     A = np.asarray(A)
-    norms = np.linalg.norm(A, axis=1, keepdims=True)
-    return A / np.where(norms > 0, norms, 1.0)
-
-
-def _resolve_cache_dir(cache_dir: Any) -> Path | None:
-    if cache_dir is False:
-        return None
-    return default_cache_dir() if cache_dir is None else Path(os.fspath(cache_dir))
+    if A.dtype.kind != "f":
+        A = A.astype(np.float64)
+    peak = np.abs(A).max(axis=1, keepdims=True) if A.shape[1] else np.zeros((len(A), 1))
+    scaled = A / np.where(peak > 0, peak, 1.0)
+    norms = np.linalg.norm(scaled, axis=1, keepdims=True)
+    return scaled / np.where(norms > 0, norms, 1.0)
 
 
 def concept_embeddings(
     encoder: Any, concepts: list[str], *, cache_dir: Any = None, verbose: bool = False
 ) -> np.ndarray:
-    """Unit-norm text embeddings of ``concepts`` (``t_v / ||t_v||``), cached on disk.
+    """Unit-norm text embeddings of ``concepts`` (``t_v / ||t_v||``), cached.
 
-    The cache key is the encoder's ``cache_identity()`` (backbone and weights) together with
-    the exact list of concept strings, so any change to either rebuilds the entry. Encoders
-    without ``cache_identity`` are not cached; ``cache_dir=False`` disables the cache.
+    The cache key is the encoder's identity (``cache_identity()``, or the class and
+    parameters of a scikit-learn estimator) together with the exact list of concept
+    strings, so any change to either computes them again. They are kept in memory for
+    every fit in the process, and on disk unless ``cache_dir=False``.
+
+    Parameters
+    ----------
+    encoder : object
+        Has ``encode_text(list_of_str) -> (n, d)`` array.
+    concepts : list of str
+        The concept strings.
+    cache_dir : str, path-like, None or False, default=None
+        The cache folder (None: the default one; False: memory only).
+    verbose : bool, default=False
+        Show progress while encoding.
+
+    Returns
+    -------
+    embeddings : ndarray of shape (n_concepts, d), float32
+        Read-only when it comes from (or went into) the cache.
 
     Examples
     --------
     >>> import numpy as np
     >>> from sklearn_splice import concept_embeddings
     >>> class Toy:
+    ...     def cache_identity(self):
+    ...         return "toy"
     ...     def encode_text(self, texts):
     ...         return np.array([[len(t), 1.0] for t in texts])
     >>> concept_embeddings(Toy(), ["a", "bbb"], cache_dir=False).round(3)
     array([[0.707, 0.707],
            [0.949, 0.316]], dtype=float32)
     """
-    identity = getattr(encoder, "cache_identity", None)
-    folder = _resolve_cache_dir(cache_dir) if callable(identity) else None
-    path = key = None
-    if folder is not None:
-        key = cache_key("concepts-v1", identity(), json.dumps(concepts, ensure_ascii=False))
-        path = folder / "concepts" / f"{key}.npz"
-        if key in _MEMO and path.exists():
-            return _MEMO[key]
-        cached = load_cached_array(path, key)
-        if cached is not None and cached.shape[0] == len(concepts):
-            if verbose:
-                print(f"[sklearn_splice] concept embeddings from cache {path}", file=sys.stderr)
-            return _memo(key, cached)
-    emb = _encode_concepts(encoder, list(concepts), verbose)
-    if emb.ndim != 2 or emb.shape[0] != len(concepts):
-        raise ValueError(
-            f"encoder.encode_text returned shape {emb.shape} for {len(concepts)} concepts; "
-            "expected (n_concepts, embedding_dim)."
-        )
-    if not np.isfinite(emb).all():
-        raise ValueError("encoder.encode_text returned NaN or infinite values for the concepts.")
+    concepts = list(concepts)
+    identity = encoder_identity(encoder)
+    folder = resolve_cache_dir(cache_dir) if identity is not None else None
+    key = path = None
+    if identity is not None:
+        key = cache_key("concepts-v1", identity, json.dumps(concepts, ensure_ascii=False))
+        remembered = MEMORY.get(("concepts", key))
+        if remembered is not None:
+            return remembered
+        if folder is not None:
+            path = folder / "concepts" / f"{key}.npz"
+            cached = load_cached_array(path, key)
+            if cached is not None and cached.shape[0] == len(concepts):
+                if verbose:
+                    print(f"[sklearn_splice] concept embeddings from cache {path}", file=sys.stderr)
+                return MEMORY.put(("concepts", key), cached)
+    emb = _encode_concepts(encoder, concepts, verbose)
     emb = normalize_rows(emb).astype(np.float32)
+    if key is None:
+        return emb
     if path is not None:
-        _memo(key, emb)
         try:
             save_cached_array(path, key, emb)
         except OSError as exc:  # an unwritable cache must not stop the fit
             import warnings
 
             warnings.warn(f"Could not write the concept cache {path}: {exc}", UserWarning)
-    return emb
+    return MEMORY.put(("concepts", key), emb)
 
 
 def _encode_concepts(encoder: Any, concepts: list[str], verbose: bool) -> np.ndarray:
+    source = f"{type(encoder).__name__}.encode_text (on the vocabulary)"
     if not verbose or getattr(encoder, "verbose", False):  # a verbose encoder shows its own
-        return np.asarray(encoder.encode_text(concepts), dtype=np.float32)
+        return check_embeddings(encoder.encode_text(concepts), len(concepts), source=source)
     # In chunks, so that any encoder shows progress on a 10,000-word vocabulary.
     chunk = 1000
     starts = range(0, len(concepts), chunk)
     parts = []
     for start in progress(starts, len(starts), f"encoding {len(concepts)} concepts"):
-        parts.append(np.asarray(encoder.encode_text(concepts[start : start + chunk]), dtype=np.float32))
-    return np.concatenate(parts)
-
-
-def _memo(key: str, emb: np.ndarray) -> np.ndarray:
-    emb.setflags(write=False)  # shared between fits: nobody may change it in place
-    _MEMO[key] = emb
-    while len(_MEMO) > _MEMO_SIZE:
-        _MEMO.pop(next(iter(_MEMO)))
-    return emb
+        part = concepts[start : start + chunk]
+        parts.append(check_embeddings(encoder.encode_text(part), len(part), source=source))
+    return check_embeddings(np.concatenate(parts), len(concepts), source=source)
 
 
 def build_dictionary(unit_embeddings: np.ndarray) -> np.ndarray:
-    """``C = normalise(t - mean(t))``: centre over the vocabulary, then unit rows (SPEC.md).
+    """``C = normalise(t - mean(t))``: centre over the vocabulary, then unit rows.
+
+    Parameters
+    ----------
+    unit_embeddings : array-like of shape (n_concepts, d)
+        Unit-norm concept embeddings ``t``.
+
+    Returns
+    -------
+    dictionary : ndarray of shape (n_concepts, d), float32
+        The concept dictionary ``C``, one unit row per concept.
 
     Examples
     --------

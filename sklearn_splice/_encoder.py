@@ -2,51 +2,79 @@
 
 from __future__ import annotations
 
+import atexit
 import difflib
+import hashlib
+import json
+import logging
 import os
+import re
+import reprlib
+import shutil
+import tempfile
 import threading
-from collections.abc import Sequence
+import warnings
+from collections import OrderedDict
+from contextlib import contextmanager
 from numbers import Integral
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
+import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ._images import load_image
+from ._errors import InputTypeError, UnreadableInputsWarning, WeightsUnavailableError
+from ._image_reader import preprocessed_batches
+from ._inputs import classify_inputs
 from ._progress import progress
+from ._text_tower import encode_text_tokens, token_lengths
 from ._torch_utils import import_open_clip, import_torch, resolve_device, run_split_on_oom
 
 __all__ = ["OpenCLIPEncoder"]
 
 # Loaded models are shared by every encoder (and every clone of one) in the process,
-# keyed by what determines their outputs; they never live on an encoder instance.
-_MODELS: dict[tuple, tuple] = {}
+# keyed by what determines their outputs; they never live on an encoder instance. The
+# registry is bounded: a grid search over backbones must not keep every model in memory.
+MAX_LOADED_MODELS = 2
+_MODELS: OrderedDict[tuple, tuple] = OrderedDict()
 _MODELS_LOCK = threading.Lock()
+
+# Model-config files are registered with open_clip under a name unique to their resolved
+# path and content, through copies kept in a folder private to this process.
+_CONFIG_KEYS = ("embed_dim", "vision_cfg", "text_cfg")
 _REGISTERED_CONFIGS: dict[str, str] = {}
+_CONFIG_LOCK = threading.Lock()
+_config_folder: Path | None = None
+
+# open_clip's preprocessing settings that a pretrained tag may set.
+_TAG_PREPROCESS = {
+    "mean": "image_mean",
+    "std": "image_std",
+    "interpolation": "image_interpolation",
+    "resize_mode": "image_resize_mode",
+}
+_PROXY_VARIABLES = (
+    "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"
+)
+_TRUE = {"1", "ON", "YES", "TRUE"}
 
 
-def _as_embedding_matrix(inputs: Any, width: int, what: str) -> np.ndarray | None:
-    """Precomputed embeddings pass through (checked); anything else returns None."""
-    if not isinstance(inputs, np.ndarray) or inputs.ndim != 2 or inputs.dtype.kind not in "fiu":
-        return None
-    if inputs.shape[1] != width:
-        raise ValueError(
-            f"Precomputed {what} embeddings must have shape (n_samples, {width}) for this "
-            f"model, got {inputs.shape}."
-        )
-    if not np.isfinite(inputs).all():
-        raise ValueError(f"Precomputed {what} embeddings contain NaN or infinite values.")
-    return np.asarray(inputs, dtype=np.float32)
+class _Weights(NamedTuple):
+    """Where a model's weights come from: a file, a tag, both (a declared file) or neither."""
+
+    file: str | None
+    tag: str | None
 
 
 class OpenCLIPEncoder(BaseEstimator):
     """Image and text embeddings from an open_clip model.
 
     The model is loaded on first use, never in ``__init__`` and never pickled: it is kept
-    in a per-process registry shared by all encoders with the same backbone, so clones made
-    by ``GridSearchCV`` do not reload it. Being an estimator, the encoder clones and its
+    in a per-process registry of the most recently used models (at most
+    ``MAX_LOADED_MODELS``), shared by all encoders with the same backbone, so clones made by
+    ``GridSearchCV`` do not reload it. Being an estimator, the encoder clones and its
     parameters can be grid-searched (``splice__encoder__model_name``).
 
     Parameters
@@ -57,8 +85,16 @@ class OpenCLIPEncoder(BaseEstimator):
     pretrained : str or None, default="laion2b_s34b_b79k"
         open_clip pretrained tag, or the path of a local checkpoint file (``.pt``/``.bin``
         loaded with ``torch.load(weights_only=True)``, or ``.safetensors``). A tag's weights
-        are downloaded on first use into ``cache_dir``. ``None`` gives randomly initialised
-        weights (seeded, so reproducible), for tests and benchmarks only.
+        are taken from the local Hugging Face cache, or downloaded into ``cache_dir`` on
+        first use. ``None`` gives randomly initialised weights (seeded, so reproducible),
+        for tests and benchmarks only.
+    pretrained_tag : str or None, default=None
+        When ``pretrained`` is a checkpoint file, the open_clip pretrained tag whose weights
+        it holds, e.g. for a local copy of ``laion2b_s34b_b79k``. This lets the shipped
+        reference mean of that backbone apply (see :meth:`backbone`), and images are
+        preprocessed as open_clip does for that tag. It is not verified against the file.
+        Must be None when ``pretrained`` is None, and equal to ``pretrained`` when that is
+        a tag.
     device : str, default="auto"
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     precision : {"fp32", "fp16", "bf16"}, default="fp32"
@@ -69,12 +105,14 @@ class OpenCLIPEncoder(BaseEstimator):
         Threads that read and preprocess images while the model runs (two batches ahead).
         ``None`` means ``min(4, os.cpu_count())``; 0 reads in the calling thread.
     on_error : {"raise", "zero"}, default="raise"
-        What an unreadable image (missing, empty, truncated, not an image) does:
-        ``"raise"`` stops with an error naming its index and path; ``"zero"`` gives it an
-        all-zero embedding (so rows never shift against labels; ``SpliceTransformer`` turns
-        it into an all-zero row of weights) and warns once, listing every such input.
+        What an unreadable input (missing, empty, truncated, not an image, of the wrong
+        type) does: ``"raise"`` raises its ``InputError``, whose
+        ``.index`` is its position in the batch; ``"zero"`` gives it an all-zero embedding
+        (so rows never shift against labels; ``SpliceTransformer`` turns it into an
+        all-zero row of weights) and issues one ``UnreadableInputsWarning`` per call,
+        listing every such input.
     cache_dir : str or path, default=None
-        Where open_clip stores downloaded weights (its own default when None).
+        Where downloaded weights are stored (the Hugging Face cache when None).
     verbose : bool, default=False
         Show progress bars while encoding.
 
@@ -86,11 +124,14 @@ class OpenCLIPEncoder(BaseEstimator):
     'ViT-B-32'
     >>> enc.embedding_dim
     512
+    >>> enc.backbone()
+    ('ViT-B-32', 'laion2b_s34b_b79k')
     """
 
     _parameter_constraints: dict = {
         "model_name": [str, os.PathLike],
         "pretrained": [str, os.PathLike, None],
+        "pretrained_tag": [str, None],
         "device": "no_validation",  # checked by resolve_device, which knows torch devices
         "precision": [StrOptions({"fp32", "fp16", "bf16"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -105,6 +146,7 @@ class OpenCLIPEncoder(BaseEstimator):
         model_name="ViT-B-32",
         pretrained="laion2b_s34b_b79k",
         *,
+        pretrained_tag=None,
         device="auto",
         precision="fp32",
         batch_size=64,
@@ -115,6 +157,7 @@ class OpenCLIPEncoder(BaseEstimator):
     ):
         self.model_name = model_name
         self.pretrained = pretrained
+        self.pretrained_tag = pretrained_tag
         self.device = device
         self.precision = precision
         self.batch_size = batch_size
@@ -128,15 +171,7 @@ class OpenCLIPEncoder(BaseEstimator):
         """The open_clip architecture name, registering a config file when one is given."""
         name = os.fspath(self.model_name)
         if name.endswith(".json"):
-            path = Path(name)
-            if not path.is_file():
-                raise FileNotFoundError(f"model_name: model config file {name} does not exist.")
-            open_clip = import_open_clip()
-            key = str(path.resolve())
-            if _REGISTERED_CONFIGS.get(key) is None:
-                open_clip.add_model_config(path)
-                _REGISTERED_CONFIGS[key] = path.stem
-            return path.stem
+            return _register_config(Path(name))
         return name.replace("/", "-")
 
     def _model_config(self) -> dict:
@@ -152,158 +187,261 @@ class OpenCLIPEncoder(BaseEstimator):
             )
         return cfg
 
-    @property
-    def embedding_dim(self) -> int:
-        """Width of the joint embedding space, read from the model config (no weights loaded)."""
-        return int(self._model_config()["embed_dim"])
-
-    def _weights_identity(self) -> str:
+    def _weights(self, arch: str) -> _Weights:
+        """Check ``pretrained`` and ``pretrained_tag`` together; no weights are loaded."""
+        tag = self.pretrained_tag
         if self.pretrained is None:
-            return "random-init-seed0"
+            if tag is not None:
+                raise ValueError(
+                    f"pretrained_tag={tag!r} names the weights a checkpoint file holds, but "
+                    "pretrained=None asks for random weights; pass the file as pretrained."
+                )
+            return _Weights(None, None)
         pretrained = os.fspath(self.pretrained)
         if os.path.isfile(pretrained):
-            st = os.stat(pretrained)
-            return f"file:{os.path.realpath(pretrained)}:{st.st_size}:{st.st_mtime_ns}"
-        return f"tag:{pretrained}"
+            return _Weights(pretrained, tag)  # a declared tag is taken at its word
+        looks_like_path = os.sep in pretrained or pretrained.endswith(
+            (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
+        )
+        if looks_like_path:
+            raise ValueError(f"pretrained={pretrained!r}: checkpoint file does not exist.")
+        _check_tag(arch, pretrained)
+        if tag is not None and tag != pretrained:
+            raise ValueError(
+                f"pretrained={pretrained!r} is a tag, and pretrained_tag={tag!r} names other "
+                "weights; pretrained_tag is only for checkpoint files."
+            )
+        return _Weights(None, pretrained)
+
+    @property
+    def embedding_dim(self) -> int:
+        """Width of the joint embedding space, read from the model config (no weights loaded).
+
+        Returns
+        -------
+        width : int
+        """
+        return int(self._model_config()["embed_dim"])
+
+    def backbone(self) -> tuple[str, str | None]:
+        """The open_clip architecture and the pretrained weights it runs with.
+
+        No weights are loaded.
+
+        Returns
+        -------
+        architecture : str
+            The open_clip architecture name (for a model-config file, the name it is
+            registered under in this process).
+        tag : str or None
+            The open_clip pretrained tag: ``pretrained`` when it is a tag,
+            ``pretrained_tag`` when ``pretrained`` is a checkpoint file, and None for random
+            weights or a checkpoint file whose tag is not declared.
+        """
+        self._validate_params()
+        arch = self._architecture()
+        self._model_config()
+        return arch, self._weights(arch).tag
+
+    def _weights_identity(self, weights: _Weights) -> str:
+        if weights.file is None:
+            return "random-init-seed0" if weights.tag is None else f"tag:{weights.tag}"
+        st = os.stat(weights.file)
+        identity = f"file:{os.path.realpath(weights.file)}:{st.st_size}:{st.st_mtime_ns}"
+        # a declared tag changes the preprocessing, hence the embeddings
+        return identity if weights.tag is None else f"{identity}:as-tag:{weights.tag}"
 
     def cache_identity(self) -> str:
-        """A string that changes whenever the embeddings this encoder computes could change."""
-        cfg = self._model_config()
-        import json
+        """A string that changes whenever the embeddings this encoder computes could change.
 
+        Returns
+        -------
+        identity : str
+            Made of the architecture, its config, the weights (a file by path, size and
+            modification time) and the precision.
+        """
+        arch = self._architecture()
+        cfg = self._model_config()
         return "|".join(
             [
                 "open_clip",
-                self._architecture(),
+                arch,
                 json.dumps(cfg, sort_keys=True),
-                self._weights_identity(),
+                self._weights_identity(self._weights(arch)),
                 self.precision,
             ]
         )
 
     # -- model ------------------------------------------------------------------------
-    def _load(self, device=None):
-        """(model, preprocess, tokenizer, device) from the process registry, loading once."""
+    def _load(self, device=None, *, keep=True):
+        """(model, preprocess, tokenizer, device) from the process registry, loading once.
+
+        With ``keep=False`` a model that is not registered yet is loaded for the caller
+        only (the CPU copy used when a device runs out of memory).
+        """
         self._validate_params()
-        torch = import_torch()
-        open_clip = import_open_clip()
         arch = self._architecture()
         self._model_config()  # clear error for unknown architectures
+        weights = self._weights(arch)
         device = resolve_device(self.device if device is None else device)
-        key = (arch, self._weights_identity(), str(device), self.precision)
+        key = (arch, self._weights_identity(weights), str(device), self.precision)
         with _MODELS_LOCK:
-            if key in _MODELS:
-                return _MODELS[key]
-            pretrained = None if self.pretrained is None else os.fspath(self.pretrained)
-            if pretrained is not None and not os.path.isfile(pretrained):
-                tags = open_clip.list_pretrained_tags_by_model(arch)
-                if pretrained not in tags:
-                    looks_like_path = os.sep in pretrained or pretrained.endswith(
-                        (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
-                    )
-                    what = "checkpoint file does not exist" if looks_like_path else "is not a known tag"
-                    raise ValueError(
-                        f"pretrained={pretrained!r}: {what} for {arch}. Known tags: {tags}; "
-                        "or pass the path of a local checkpoint file."
-                    )
-            try:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(0)  # reproducible weights when pretrained is None
-                    model, _, preprocess = open_clip.create_model_and_transforms(
-                        arch,
-                        pretrained=pretrained,
-                        device=device,
-                        precision=self.precision,
-                        cache_dir=None if self.cache_dir is None else os.fspath(self.cache_dir),
-                        weights_only=True,
-                    )
-            except Exception as exc:
-                if pretrained is None:
-                    raise
-                if os.path.isfile(pretrained):
-                    raise ValueError(
-                        f"pretrained={pretrained!r}: the checkpoint file could not be loaded "
-                        f"into {arch} ({type(exc).__name__}: {exc})."
-                    ) from exc
-                raise RuntimeError(
-                    f"Could not get the {arch} weights for pretrained tag {pretrained!r}: "
-                    f"{exc}. The first use downloads them from the internet; on a machine "
-                    "without access, download the checkpoint elsewhere and pass its path "
-                    "as pretrained=<file>."
+            entry = _MODELS.get(key)
+            if entry is not None:
+                _MODELS.move_to_end(key)
+                return entry
+            entry = self._create(arch, weights, device)
+            if keep:
+                _MODELS[key] = entry
+                while len(_MODELS) > MAX_LOADED_MODELS:
+                    _MODELS.popitem(last=False)
+            return entry
+
+    def _create(self, arch: str, weights: _Weights, device) -> tuple:
+        # open_clip would leave a handler on an unconfigured root logger, which then
+        # duplicates every log line of the host application (dask's, the Hub's retries).
+        with _root_handlers_kept():
+            return self._create_model(arch, weights, device)
+
+    def _create_model(self, arch: str, weights: _Weights, device) -> tuple:
+        torch = import_torch()
+        open_clip = import_open_clip()
+        cache_dir = None if self.cache_dir is None else os.fspath(self.cache_dir)
+        options = {}
+        checkpoint = weights.file
+        if weights.tag is not None:
+            tag_cfg = open_clip.get_pretrained_cfg(arch, weights.tag)
+            options = {arg: tag_cfg[k] for k, arg in _TAG_PREPROCESS.items() if k in tag_cfg}
+            _warn_on_quick_gelu_mismatch(arch, weights.tag, tag_cfg)
+            if checkpoint is None:
+                checkpoint = _fetch_weights(arch, weights.tag, tag_cfg, cache_dir)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)  # reproducible weights when pretrained is None
+                model, _, preprocess = open_clip.create_model_and_transforms(
+                    arch,
+                    pretrained=checkpoint,
+                    device=device,
+                    precision=self.precision,
+                    cache_dir=cache_dir,
+                    weights_only=True,
+                    **options,
+                )
+        except Exception as exc:
+            if checkpoint is None:
+                raise
+            if weights.file is None:
+                raise WeightsUnavailableError(
+                    arch, weights.tag, f"the file {checkpoint} could not be loaded"
                 ) from exc
-            model.eval()
-            tokenizer = open_clip.get_tokenizer(arch)
-            _MODELS[key] = (model, preprocess, tokenizer, device)
-            return _MODELS[key]
+            raise ValueError(
+                f"pretrained={weights.file!r}: the checkpoint file could not be loaded into "
+                f"{arch} ({type(exc).__name__}, chained below)."
+            ) from exc
+        model.eval()
+        tokenizer = open_clip.get_tokenizer(arch)
+        return model, preprocess, tokenizer, device
 
     # -- encoding ---------------------------------------------------------------------
-    def encode_image(self, inputs: Any) -> np.ndarray:
-        """Embed images: paths, PIL images, HxWxC uint8 arrays, or an (n, H, W, C) array.
+    def encode_image(self, images: Any) -> np.ndarray:
+        """Embed images.
 
-        An ``(n, embedding_dim)`` float array is taken as precomputed embeddings and
-        returned as float32 after checking its width. Embeddings are not normalised.
+        Parameters
+        ----------
+        images : list or array
+            Paths, PIL images or HxW / HxWxC uint8 arrays, or an (n, H, W, C) uint8 array.
+            A numeric (n, embedding_dim) matrix is taken as precomputed embeddings and
+            returned in its own float precision after checking its width and values.
 
         Returns
         -------
         embeddings : ndarray of shape (n_samples, embedding_dim), float32
+            Not normalised. With ``on_error="zero"``, unreadable inputs get all-zero rows.
+
+        Raises
+        ------
+        InputError
+            With ``on_error="raise"``, for the first unreadable input (``.index`` is its
+            position in ``images``).
+
+        Warns
+        -----
+        UnreadableInputsWarning
+            With ``on_error="zero"``, once per call when some inputs were unreadable.
         """
-        pre = _as_embedding_matrix(inputs, self.embedding_dim, "image")
-        if pre is not None:
-            return pre
-        items = _as_item_list(inputs, "images")
+        width = self.embedding_dim
+        inputs = classify_inputs(images)
+        if inputs.is_matrix:
+            return _embedding_matrix(inputs.data, width, "image")
+        items = inputs.data
         model, preprocess, _, device = self._load()
         dtype = _input_dtype(self.precision)
-        out = np.empty((len(items), self.embedding_dim), dtype=np.float32)
+        out = np.zeros((len(items), width), dtype=np.float32)
         workers = min(4, os.cpu_count() or 1) if self.num_workers is None else self.num_workers
         skip = self.on_error == "zero"
-        batches = _preprocessed_batches(items, preprocess, self.batch_size, workers, skip)
+        batches = preprocessed_batches(items, preprocess, self.batch_size, workers, skip)
         n_batches = -(-len(items) // self.batch_size)
         forward = self._resilient(lambda m, x: m.encode_image(x), "image")
         failures = []
-        for start, pixels, failed in progress(batches, n_batches, "encoding images", self.verbose):
-            stop = min(start + self.batch_size, len(items))
-            bad = {i for i, _ in failed}
-            out[sorted(bad)] = 0.0
-            if pixels is not None:
+        try:
+            for start, pixels, failed in progress(
+                batches, n_batches, "encoding images", self.verbose
+            ):
+                failures.extend(failed)
+                if pixels is None:
+                    continue
+                bad = {f.index for f in failed}
+                stop = min(start + self.batch_size, len(items))
                 ok = [i for i in range(start, stop) if i not in bad]
-                out[ok] = forward(model, pixels.to(device=device, dtype=dtype)).float().cpu().numpy()
-            failures.extend(failed)
+                emb = forward(model, pixels.to(device=device, dtype=dtype))
+                out[ok] = emb.float().cpu().numpy()
+        finally:
+            batches.close()  # stops the reading threads now, not when garbage collected
         if failures:
-            import warnings
-
-            listed = "; ".join(f"{i}: {msg}" for i, msg in failures[:20])
-            more = f" (and {len(failures) - 20} more)" if len(failures) > 20 else ""
-            warnings.warn(
-                f"{len(failures)} of {len(items)} images could not be read and got all-zero "
-                f"embeddings (on_error='zero'): {listed}{more}",
-                UserWarning,
-            )
+            warnings.warn(UnreadableInputsWarning(failures, len(items)), stacklevel=2)
         return out
 
     def encode_text(self, texts: Any) -> np.ndarray:
-        """Embed strings (an ``(n, embedding_dim)`` float array passes through).
+        """Embed strings.
 
         Texts longer than the model's context (77 tokens for CLIP) are truncated by the
         open_clip tokenizer, keeping the end-of-text token.
 
+        Parameters
+        ----------
+        texts : list of str
+            The texts. A numeric (n, embedding_dim) matrix is taken as precomputed
+            embeddings and returned in its own float precision after checking its width and
+            values.
+
         Returns
         -------
         embeddings : ndarray of shape (n_samples, embedding_dim), float32
+            Not normalised.
+
+        Raises
+        ------
+        InputTypeError
+            For a text that is not a string (``.index`` is its position).
         """
-        pre = _as_embedding_matrix(texts, self.embedding_dim, "text")
-        if pre is not None:
-            return pre
-        items = _as_item_list(texts, "texts")
-        for i, t in enumerate(items):
-            if not isinstance(t, str):
-                raise TypeError(f"Text {i} is a {type(t).__name__} ({t!r}); texts must be strings.")
+        width = self.embedding_dim
+        inputs = classify_inputs(texts)
+        if inputs.is_matrix:
+            return _embedding_matrix(inputs.data, width, "text")
+        items = inputs.data
+        for i, text in enumerate(items):
+            if not isinstance(text, str):
+                raise InputTypeError(
+                    i,
+                    f"is a {type(text).__name__} ({reprlib.repr(text)}); texts must be strings.",
+                    kind="Text",
+                )
         torch = import_torch()
         model, _, tokenizer, device = self._load()
         tokens = tokenizer(items)
-        out = np.empty((len(items), self.embedding_dim), dtype=np.float32)
+        out = np.empty((len(items), width), dtype=np.float32)
         # Sorting by length lets each batch stop at its own longest sequence.
-        lengths = _token_lengths(tokens)
-        order = np.argsort(-lengths, kind="stable")
+        order = np.argsort(-token_lengths(tokens), kind="stable")
         starts = range(0, len(items), self.batch_size)
         forward = self._resilient(encode_text_tokens, "text")
         for start in progress(starts, len(starts), "encoding texts", self.verbose):
@@ -313,26 +451,60 @@ class OpenCLIPEncoder(BaseEstimator):
         return out
 
     def _resilient(self, call, what):
-        """``call(model, batch)`` that halves batches on out-of-memory, then uses the CPU."""
+        """``call(model, batch)`` that halves batches on out-of-memory, then uses the CPU.
+
+        The CPU copy of the model is loaded at most once per returned function and is not
+        registered, so it is freed when the encoding call that needed it ends.
+        """
         torch = import_torch()
+        cpu_model = None
 
         def combine(a, b, _):
             return torch.cat([a, b.to(a.device)])
+
+        def on_cpu(x):
+            nonlocal cpu_model
+            if cpu_model is None:
+                cpu_model = self._load(device="cpu", keep=False)[0]
+            with torch.inference_mode():
+                return call(cpu_model, x.to("cpu") if x.is_floating_point() else x.cpu())
 
         def run(model, batch):
             def on_device(x):
                 with torch.inference_mode():
                     return call(model, x)
 
-            def on_cpu(x):
-                cpu_model = self._load(device="cpu")[0]
-                with torch.inference_mode():
-                    return call(cpu_model, x.to("cpu") if x.is_floating_point() else x.cpu())
-
             fallback = on_cpu if batch.device.type != "cpu" else None
             return run_split_on_oom(on_device, batch, combine=combine, fallback=fallback, what=what)
 
         return run
+
+
+def _embedding_matrix(data: Any, width: int, what: str) -> np.ndarray:
+    """Precomputed embeddings in their own float precision, after checking shape and values."""
+    if sp.issparse(data):
+        raise TypeError(f"Precomputed {what} embeddings must be a dense array, not sparse.")
+    arr = np.asarray(data)
+    if arr.dtype.kind == "O":  # e.g. a list of rows mixing Python and NumPy numbers
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            pass
+    if arr.dtype.kind not in "fiu":
+        raise ValueError(
+            f"Precomputed {what} embeddings must be real numbers, got dtype {arr.dtype}."
+        )
+    if arr.ndim != 2 or arr.shape[1] != width:
+        raise ValueError(
+            f"Precomputed {what} embeddings must have shape (n_samples, {width}) for this "
+            f"model, got {arr.shape}."
+        )
+    # float64 stays float64: rounding to float32 would turn magnitudes beyond its range
+    # into inf or 0, and a zero row reads as an unreadable input.
+    arr = arr.astype(np.float64 if arr.dtype.kind in "iu" else arr.dtype, copy=False)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"Precomputed {what} embeddings contain NaN or infinite values.")
+    return arr
 
 
 def _input_dtype(precision: str):
@@ -341,119 +513,209 @@ def _input_dtype(precision: str):
     return {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision, torch.float32)
 
 
-def _preprocessed_batches(items: list, preprocess, batch_size: int, workers: int, skip=False):
-    """Yield ``(start, pixels, failed)`` per batch; threads read ahead two batches.
+# -- model configs ----------------------------------------------------------------------
+def _register_config(path: Path) -> str:
+    """Register a model-config file with open_clip; return the architecture name it got.
 
-    Decoding (PIL) and resizing release the GIL, so they overlap with the model's forward
-    pass. Errors surface in input order and name the input's index and path. With ``skip``,
-    unreadable inputs are left out of ``pixels`` and listed in ``failed`` as
-    ``(index, message)``; ``pixels`` is None when the whole batch failed.
+    The name is the file's stem and a hash of its resolved path and content, so two files
+    named alike in two folders are two architectures, and an edited file a new one.
     """
-    torch = import_torch()
-
-    def prepare(i):
+    if not path.is_file():
+        raise FileNotFoundError(f"model_name: model config file {path} does not exist.")
+    resolved = path.resolve()
+    content = resolved.read_bytes()
+    digest = hashlib.sha256(os.fsencode(resolved) + b"\0" + content).hexdigest()[:12]
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", path.stem)  # e.g. no "hf-hub:" prefix
+    name = f"{stem}-{digest}"
+    with _CONFIG_LOCK:
+        if name in _REGISTERED_CONFIGS:
+            return name
         try:
-            return preprocess(load_image(items[i], i))
-        except (FileNotFoundError, ValueError) as exc:
-            if not skip:
-                raise
-            return exc
-
-    def assemble(start, results):
-        failed = [(start + k, str(r)) for k, r in enumerate(results) if isinstance(r, Exception)]
-        good = [r for r in results if not isinstance(r, Exception)]
-        return start, (torch.stack(good) if good else None), failed
-
-    starts = range(0, len(items), batch_size)
-    if workers == 0:
-        for start in starts:
-            stop = min(start + batch_size, len(items))
-            yield assemble(start, [prepare(i) for i in range(start, stop)])
-        return
-    from collections import deque
-    from concurrent.futures import ThreadPoolExecutor
-
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="splice-read")
-    try:
-        pending = deque()
-        queue = iter(starts)
-
-        def submit_next():
-            start = next(queue, None)
-            if start is not None:
-                stop = min(start + batch_size, len(items))
-                pending.append((start, [pool.submit(prepare, i) for i in range(start, stop)]))
-
-        submit_next()
-        submit_next()
-        while pending:
-            start, futures = pending.popleft()
-            batch = assemble(start, [f.result() for f in futures])
-            submit_next()
-            yield batch
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+            cfg = json.loads(content)
+        except ValueError as exc:
+            raise ValueError(f"model_name: model config file {path} is not valid JSON.") from exc
+        if not isinstance(cfg, dict) or not all(k in cfg for k in _CONFIG_KEYS):
+            raise ValueError(
+                f"model_name: {path} is not an open_clip model config; it needs the keys "
+                f"{list(_CONFIG_KEYS)}."
+            )
+        # open_clip re-reads every registered file whenever one is added, so the copy is
+        # checked above (a broken one would break every later registration) and kept.
+        copy = _config_dir() / f"{name}.json"
+        copy.write_text(json.dumps(cfg), encoding="ascii")
+        import_open_clip().add_model_config(copy)
+        _REGISTERED_CONFIGS[name] = str(resolved)
+    return name
 
 
-def _as_item_list(inputs: Any, what: str) -> list:
-    if isinstance(inputs, (str, os.PathLike)):
-        raise TypeError(
-            f"Expected a collection of {what}, got a single {type(inputs).__name__}; "
-            f"wrap it in a list: [{inputs!r}]."
-        )
-    if isinstance(inputs, np.ndarray) and inputs.ndim == 4:
-        return list(inputs)
-    if isinstance(inputs, np.ndarray) and inputs.ndim == 3 and what == "images":
+def _config_dir() -> Path:
+    global _config_folder
+    if _config_folder is None:
+        _config_folder = Path(tempfile.mkdtemp(prefix="sklearn-splice-configs-"))
+        atexit.register(shutil.rmtree, _config_folder, ignore_errors=True)
+    return _config_folder
+
+
+# -- pretrained weights -----------------------------------------------------------------
+def _check_tag(arch: str, tag: str) -> None:
+    tags = import_open_clip().list_pretrained_tags_by_model(arch)
+    if tag not in tags:
         raise ValueError(
-            f"Got an array of shape {inputs.shape}: pass a list of HxWxC images or an "
-            "(n, H, W, C) uint8 array."
+            f"pretrained={tag!r} is not a known tag for {arch}. Known tags: {tags}; or pass "
+            "the path of a local checkpoint file."
         )
-    if not isinstance(inputs, (Sequence, np.ndarray)) and not hasattr(inputs, "__iter__"):
-        raise TypeError(f"Expected a collection of {what}, got {type(inputs).__name__}.")
-    items = list(inputs)
-    if not items:
-        raise ValueError(f"Got an empty collection of {what}; at least one is needed.")
-    return items
 
 
-def _token_lengths(tokens) -> np.ndarray:
-    """Positions up to and including the end-of-text token (the largest id, for CLIP)."""
-    return tokens.argmax(dim=-1).cpu().numpy() + 1
+def _warn_on_quick_gelu_mismatch(arch: str, tag: str, tag_cfg: dict) -> None:
+    """open_clip's own check, which it skips when the weights are given as a file."""
+    if not tag_cfg:  # a declared tag open_clip does not know for this architecture
+        return
+    model_quick_gelu = bool(import_open_clip().get_model_config(arch).get("quick_gelu", False))
+    tag_quick_gelu = bool(tag_cfg.get("quick_gelu", False))
+    if model_quick_gelu != tag_quick_gelu:
+        warnings.warn(
+            f"The {tag!r} weights were trained with quick_gelu={tag_quick_gelu}, but {arch} "
+            f"uses quick_gelu={model_quick_gelu}; the embeddings will be off.",
+            UserWarning,
+            stacklevel=6,  # the caller of encode_image / encode_text
+        )
 
 
-def _supports_truncation(model) -> bool:
-    """True for causal CLIP text towers pooled at the end-of-text token (argmax pooling).
+def _fetch_weights(arch: str, tag: str, tag_cfg: dict, cache_dir: str | None) -> str:
+    """Path of the weights of a pretrained tag: from the local cache, else downloaded.
 
-    Then positions after that token cannot change the pooled output, so the sequence can be
-    cut there. Other towers (HF text models, non-causal masks, other pooling) fall back to
-    ``model.encode_text``.
+    The cache is looked at first, without the network, so that a machine that has the
+    weights never waits on the Hub; without them and without access, it fails at once
+    instead of after the Hub client's retries.
     """
-    needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "attn_mask")
-    if not all(hasattr(model, a) for a in needed):
-        return False
-    mask = model.attn_mask
-    if mask is None or getattr(model, "text_pool_type", None) != "argmax":
-        return False
-    # causal: -inf strictly above the diagonal, 0 on and below it
-    torch = import_torch()
-    upper = torch.triu(torch.ones_like(mask, dtype=torch.bool), diagonal=1)
-    return bool(torch.isinf(mask[upper]).all()) and bool((mask[~upper] == 0).all())
+    open_clip = import_open_clip()
+    hub = tag_cfg.get("hf_hub", "")
+    if hub and "file" not in tag_cfg:
+        cached = _cached_hub_file(hub, cache_dir)
+        if cached is not None:
+            return cached
+        if _hub_offline():
+            raise WeightsUnavailableError(
+                arch, tag, "not in the local Hugging Face cache, and offline mode is on"
+            )
+        unreachable = _hub_unreachable()
+        if unreachable is not None:
+            raise WeightsUnavailableError(arch, tag, unreachable)
+    try:
+        with _hub_retries_quiet():
+            path = open_clip.download_pretrained(tag_cfg, cache_dir=cache_dir)
+    except Exception as exc:
+        raise WeightsUnavailableError(
+            arch, tag, f"the download failed ({type(exc).__name__}, chained below)"
+        ) from exc
+    if not path:
+        raise WeightsUnavailableError(arch, tag, "open_clip names no source for them")
+    return path
 
 
-def encode_text_tokens(model, tokens):
-    """``model.encode_text(tokens)``, computed only up to the batch's longest sequence."""
-    if not _supports_truncation(model):
-        return model.encode_text(tokens)
-    torch = import_torch()
-    length = int(tokens.argmax(dim=-1).max()) + 1
-    tok = tokens[:, :length]
-    cast_dtype = model.transformer.get_cast_dtype()
-    x = model.token_embedding(tok).to(cast_dtype)
-    x = x + model.positional_embedding[:length].to(cast_dtype)
-    x = model.transformer(x, attn_mask=model.attn_mask[:length, :length])
-    x = model.ln_final(x)
-    x = x[torch.arange(x.shape[0], device=x.device), tok.argmax(dim=-1)]
-    proj = model.text_projection
-    if proj is not None:
-        x = proj(x) if isinstance(proj, torch.nn.Linear) else x @ proj
-    return x
+def _hub_filenames(filename: str) -> list[str]:
+    """The files open_clip tries on the Hub for ``filename``, in its order of preference."""
+    from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
+
+    names = []
+    try:
+        import safetensors  # noqa: F401  (open_clip prefers .safetensors only when installed)
+    except ImportError:
+        pass
+    else:
+        if filename == HF_WEIGHTS_NAME:
+            names.append(HF_SAFE_WEIGHTS_NAME)
+        elif filename.endswith((".bin", ".pth")):
+            names.append(filename[:-4] + ".safetensors")
+    return [*names, filename]
+
+
+def _cached_hub_file(hub: str, cache_dir: str | None) -> str | None:
+    """A tag's weights file in the local Hugging Face cache, found without the network."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+        from open_clip.constants import HF_WEIGHTS_NAME
+    except ImportError:
+        return None
+    repo_id, filename = os.path.split(hub)
+    for name in _hub_filenames(filename or HF_WEIGHTS_NAME):
+        found = try_to_load_from_cache(repo_id, name, cache_dir=cache_dir)
+        if isinstance(found, str) and os.path.isfile(found):
+            return found
+    return None
+
+
+def _hub_offline() -> bool:
+    """Hugging Face offline mode, read now: the Hub client reads it only when imported."""
+    for variable in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(variable, "").upper() in _TRUE:
+            return True
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return False
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _hub_unreachable(timeout: float = 5.0) -> str | None:
+    """Why the Hub cannot be reached, or None when it can (or a proxy decides).
+
+    The Hub client retries a failed connection five times with back-off (about 45 s for
+    open_clip's two candidate files); one connection attempt tells the same at once.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    if any(os.environ.get(v) for v in _PROXY_VARIABLES):
+        return None  # only the proxy can tell
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        return None
+    url = urlsplit(constants.ENDPOINT)
+    host = url.hostname
+    if not host:
+        return None
+    port = url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"{host} cannot be reached ({type(exc).__name__})"
+    return None
+
+
+@contextmanager
+def _hub_retries_quiet():
+    """Keep the Hub client's per-retry warnings out of the logs during one download."""
+    logger = logging.getLogger("huggingface_hub.utils._http")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+@contextmanager
+def _root_handlers_kept():
+    """Leave the root logger's handlers as they were before the block.
+
+    open_clip logs through the ``logging`` module's functions, which install a stderr
+    handler on the root logger when it has none, for the rest of the process. Inside the
+    block an unconfigured root logger gets Python's last-resort handler instead (so
+    warnings print as they would without that side effect), and any handler added in the
+    block is removed afterwards.
+    """
+    root = logging.getLogger()
+    before = list(root.handlers)
+    stand_in = logging.lastResort if not before else None
+    if stand_in is not None:
+        root.addHandler(stand_in)
+    try:
+        yield
+    finally:
+        for handler in list(root.handlers):
+            if handler not in before:
+                root.removeHandler(handler)
+                if handler is not stand_in:
+                    handler.close()

@@ -51,7 +51,9 @@ def top_concepts(W: Any, feature_names: Any, k: int = 10) -> list[list[tuple[str
 
     Returns
     -------
-    list of list of (str, float)
+    pairs : list of list of (str, float)
+        One list per row of ``W``: its nonzero weights as ``(concept, weight)`` pairs,
+        largest first (ties in column order), at most ``k`` of them.
 
     Examples
     --------
@@ -72,7 +74,22 @@ def top_concepts(W: Any, feature_names: Any, k: int = 10) -> list[list[tuple[str
 def top_concepts_frame(W: Any, feature_names: Any, k: int = 10, index: Any = None):
     """:func:`top_concepts` as a tidy DataFrame: ``sample, rank, concept, weight``.
 
-    ``index`` labels the samples (e.g. their file paths); default 0..n-1.
+    Parameters
+    ----------
+    W : array-like or sparse matrix of shape (n_samples, n_concepts)
+        Output of ``SpliceTransformer.transform``.
+    feature_names : array-like of str
+        ``SpliceTransformer.get_feature_names_out()``.
+    k : int, default=10
+        Rows per sample (fewer when fewer weights are nonzero).
+    index : array-like of length n_samples, default=None
+        Labels of the samples (e.g. their file paths). ``None`` numbers them 0..n-1.
+
+    Returns
+    -------
+    frame : pandas.DataFrame
+        Columns ``sample, rank, concept, weight``: one row per (sample, concept) pair,
+        ``rank`` 1 being the sample's largest weight. Needs pandas.
 
     Examples
     --------
@@ -102,14 +119,27 @@ def _groups(n, y):
     return [(label, np.flatnonzero(y == label)) for label in np.unique(y)]
 
 
-def concept_distribution(W: Any, feature_names: Any, y: Any = None, *, min_prevalence: float = 0.0):
+def concept_distribution(
+    W: Any, feature_names: Any, y: Any = None, *, min_prevalence: float = 0.0
+):
     """Mean weight and prevalence of every concept, over the data set or per class.
 
     Prevalence is the share of samples in which the concept's weight is nonzero.
 
+    Parameters
+    ----------
+    W : array-like or sparse matrix of shape (n_samples, n_concepts)
+        Output of ``SpliceTransformer.transform``.
+    feature_names : array-like of str
+        ``SpliceTransformer.get_feature_names_out()``.
+    y : array-like of shape (n_samples,), default=None
+        Class labels: one group per distinct label. ``None`` makes one group, ``"all"``.
+    min_prevalence : float, default=0.0
+        Leave out the concepts whose prevalence in a group is below this share.
+
     Returns
     -------
-    DataFrame
+    distribution : pandas.DataFrame
         Columns ``group, concept, mean_weight, prevalence, n_samples``, sorted by group,
         then prevalence and mean weight (largest first). ``group`` is ``"all"`` without
         ``y``. Concepts below ``min_prevalence`` are left out.
@@ -142,41 +172,51 @@ def concept_distribution(W: Any, feature_names: Any, y: Any = None, *, min_preva
             }
         )
         frame = frame[frame["prevalence"] >= min_prevalence]
-        frames.append(frame.sort_values(["prevalence", "mean_weight"], ascending=False, kind="stable"))
+        frames.append(
+            frame.sort_values(["prevalence", "mean_weight"], ascending=False, kind="stable")
+        )
     return pd.concat(frames, ignore_index=True)
 
 
 def decomposition_quality(W: Any, embeddings: Any, splice: Any, y: Any = None):
     """Sparsity (L0) and cosine fidelity of the decompositions, overall or per class.
 
-    Fidelity is the cosine between each input's unit embedding ``z`` and its recomposition
-    ``splice.inverse_transform(w)`` (SPEC.md).
+    The recomposition of weights ``w`` is ``normalise(normalise(C^T w) + mean_)``, with
+    ``C`` the dictionary (``splice.components_``), ``mean_`` the mean image embedding and
+    ``normalise`` scaling to unit length (``splice.inverse_transform(w)``). Fidelity is the
+    cosine between each input's unit embedding ``z`` and its recomposition.
 
     Parameters
     ----------
     W : array-like or sparse matrix of shape (n_samples, n_concepts)
+        Output of ``splice.transform``.
     embeddings : array-like of shape (n_samples, d)
-        The inputs' CLIP embeddings, e.g. ``splice.embed(X)``.
-    splice : fitted SpliceTransformer
-    y : array-like, default=None
+        The inputs' CLIP embeddings, e.g. ``splice.embed(X)``; they need not be unit length.
+    splice : SpliceTransformer
+        The fitted transformer that produced ``W``.
+    y : array-like of shape (n_samples,), default=None
+        Class labels: one row per distinct label. ``None`` makes one row, ``"all"``.
 
     Returns
     -------
-    DataFrame
-        Columns ``group, n_samples, mean_l0, median_l0, mean_fidelity``.
+    quality : pandas.DataFrame
+        Columns ``group, n_samples, mean_l0, median_l0, mean_fidelity``; ``mean_l0`` and
+        ``median_l0`` count the nonzero weights per sample.
 
     Examples
     --------
     >>> import numpy as np
     >>> from sklearn_splice import SpliceTransformer, decomposition_quality
-    >>> class Toy:
+    >>> class Toy:  # stands in for CLIP: fixed random vectors of width 4
+    ...     def cache_identity(self):
+    ...         return "toy-width-4"
     ...     def encode_text(self, texts):
     ...         return np.random.RandomState(0).randn(len(texts), 4)
     ...     def encode_image(self, X):
     ...         return np.asarray(X)
     >>> X = np.random.RandomState(1).randn(6, 4)
     >>> splice = SpliceTransformer(Toy(), vocabulary=list("abcdefgh"), l1_penalty=0.01,
-    ...                            device="cpu").fit(X)
+    ...                            device="cpu", cache_dir=False).fit(X)
     >>> q = decomposition_quality(splice.transform(X), splice.embed(X), splice)
     >>> list(q.columns)
     ['group', 'n_samples', 'mean_l0', 'median_l0', 'mean_fidelity']
@@ -189,10 +229,17 @@ def decomposition_quality(W: Any, embeddings: Any, splice: Any, y: Any = None):
     cos = (splice.inverse_transform(W) * Z).sum(axis=1)
     l0 = np.diff(W.indptr)
     rows = [
-        (label, len(idx), float(l0[idx].mean()), float(np.median(l0[idx])), float(cos[idx].mean()))
+        (
+            label,
+            len(idx),
+            float(l0[idx].mean()),
+            float(np.median(l0[idx])),
+            float(cos[idx].mean()),
+        )
         for label, idx in _groups(W.shape[0], y)
     ]
-    return pd.DataFrame(rows, columns=["group", "n_samples", "mean_l0", "median_l0", "mean_fidelity"])
+    columns = ["group", "n_samples", "mean_l0", "median_l0", "mean_fidelity"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def compare_classes(
@@ -204,9 +251,26 @@ def compare_classes(
     The paper's check for spurious correlations (e.g. "swimwear" far more frequent in one
     of two classes).
 
+    Parameters
+    ----------
+    W : array-like or sparse matrix of shape (n_samples, n_concepts)
+        Output of ``SpliceTransformer.transform``.
+    feature_names : array-like of str
+        ``SpliceTransformer.get_feature_names_out()``.
+    y : array-like of shape (n_samples,)
+        Class labels.
+    class_a : object
+        The label of the class whose concepts are looked for.
+    class_b : object
+        The label of the class it is compared with.
+    top : int, default=20
+        Number of concepts returned.
+    min_prevalence : float, default=0.0
+        Leave out the concepts whose prevalence is below this share in both classes.
+
     Returns
     -------
-    DataFrame
+    table : pandas.DataFrame
         ``concept, prevalence_a, prevalence_b, difference, mean_weight_a, mean_weight_b``,
         the ``top`` largest differences ``prevalence_a - prevalence_b`` first.
 
@@ -244,7 +308,8 @@ def compare_classes(
         }
     )
     frame = frame[np.maximum(frame["prevalence_a"], frame["prevalence_b"]) >= min_prevalence]
-    return frame.sort_values("difference", ascending=False, kind="stable").head(top).reset_index(drop=True)
+    frame = frame.sort_values("difference", ascending=False, kind="stable")
+    return frame.head(top).reset_index(drop=True)
 
 
 def coefficient_table(classifier: Any, feature_names: Any, *, top: int = 10):
@@ -253,10 +318,22 @@ def coefficient_table(classifier: Any, feature_names: Any, *, top: int = 10):
     For a binary classifier, the positive class gets the largest coefficients and the
     negative class the most negative ones (shown with their sign flipped).
 
+    Parameters
+    ----------
+    classifier : estimator
+        A fitted linear classifier with ``coef_`` of shape (n_concepts,), (1, n_concepts)
+        or (n_classes, n_concepts), e.g. ``LogisticRegression`` trained on SpLiCE weights.
+        Its ``classes_``, when present, name the classes.
+    feature_names : array-like of str
+        ``SpliceTransformer.get_feature_names_out()``.
+    top : int, default=10
+        Concepts per class.
+
     Returns
     -------
-    DataFrame
-        Columns ``class, rank, concept, coefficient``.
+    table : pandas.DataFrame
+        Columns ``class, rank, concept, coefficient``: the ``top`` concepts of each class,
+        rank 1 being the largest coefficient.
 
     Examples
     --------
@@ -275,7 +352,9 @@ def coefficient_table(classifier: Any, feature_names: Any, *, top: int = 10):
     names = np.asarray(feature_names, dtype=object)
     classes = list(getattr(classifier, "classes_", range(coef.shape[0])))
     if coef.shape[1] != len(names):
-        raise ValueError(f"The classifier has {coef.shape[1]} coefficients for {len(names)} names.")
+        raise ValueError(
+            f"The classifier has {coef.shape[1]} coefficients for {len(names)} names."
+        )
     if coef.shape[0] == 1 and len(classes) == 2:
         per_class = [(classes[1], coef[0]), (classes[0], -coef[0])]
     else:
@@ -283,5 +362,7 @@ def coefficient_table(classifier: Any, feature_names: Any, *, top: int = 10):
     rows = []
     for label, values in per_class:
         order = np.argsort(-values, kind="stable")[:top]
-        rows.extend((label, rank, str(names[j]), float(values[j])) for rank, j in enumerate(order, 1))
+        rows.extend(
+            (label, rank, str(names[j]), float(values[j])) for rank, j in enumerate(order, 1)
+        )
     return pd.DataFrame(rows, columns=["class", "rank", "concept", "coefficient"])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+import stat
 from typing import Any
 
 import numpy as np
 
-__all__ = ["load_image", "image_input_id"]
+from ._errors import InputError, InputTypeError, MissingInputError
+
+__all__ = ["load_image", "check_regular_file"]
 
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 
@@ -35,77 +37,104 @@ def _to_rgb(img: Any) -> Any:
     return img.convert("RGB")
 
 
-def _describe(item: Any) -> str:
-    if isinstance(item, (str, os.PathLike)):
-        return f"({os.fspath(item)})"
-    return f"({type(item).__name__})"
-
-
 def load_image(item: Any, index: int = 0) -> Any:
-    """Return ``item`` as an RGB ``PIL.Image``; errors name the input's index and path.
+    """Return ``item`` as an RGB ``PIL.Image``.
 
-    Accepts a file path (``str`` or ``pathlib.Path``), a ``PIL.Image.Image`` or an
-    ``HxW`` / ``HxWxC`` uint8 array (C = 1, 3 or 4).
+    Parameters
+    ----------
+    item : str, bytes, path-like, PIL.Image.Image or ndarray
+        A path to a regular file, a PIL image, or an ``HxW`` / ``HxWxC`` uint8 array
+        (C = 1, 3 or 4).
+    index : int, default=0
+        The input's position in the caller's collection, carried by any error.
+
+    Returns
+    -------
+    image : PIL.Image.Image
+        An 8-bit RGB image.
+
+    Raises
+    ------
+    MissingInputError
+        The path does not exist.
+    InputError
+        Anything else that makes the input unreadable (not a regular file, not an image,
+        truncated, empty, a closed PIL image); ``.index`` and ``.path`` say which input.
+    InputTypeError
+        The input is of another type.
     """
     from PIL import Image, UnidentifiedImageError
 
-    if isinstance(item, (str, os.PathLike)):
-        path = Path(item)
-        if not path.exists():
-            raise FileNotFoundError(f"Image {index} {_describe(item)} does not exist.")
-        if path.is_dir():
-            raise ValueError(f"Image {index} {_describe(item)} is a directory, not an image file.")
+    if isinstance(item, (str, bytes, os.PathLike)):
+        check_regular_file(item, index)
         try:
-            with Image.open(path) as img:
+            with Image.open(item) as img:
                 img.load()
-                return _to_rgb(img)
+                rgb = _to_rgb(img)
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-            raise ValueError(
-                f"Image {index} {_describe(item)} could not be read as an image: {exc}"
+            raise InputError(
+                index, f"could not be read as an image: {exc}", path=item, kind="Image"
             ) from exc
+        return _check_size(rgb, index, item)
     if isinstance(item, Image.Image):
         try:
             item.load()
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"Image {index} (PIL image) could not be read: {exc}") from exc
-        return _to_rgb(item)
+            rgb = _to_rgb(item)
+        except (OSError, ValueError, AttributeError) as exc:
+            raise InputError(index, f"(PIL image) could not be read: {exc}", kind="Image") from exc
+        return _check_size(rgb, index)
     if isinstance(item, np.ndarray):
         arr = item
         if arr.ndim == 3 and arr.shape[2] == 1:
             arr = arr[:, :, 0]
-        if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
-            raise ValueError(
-                f"Image {index} is an array of shape {item.shape} and dtype {item.dtype}; "
-                "image arrays must be HxW or HxWxC uint8 with C in (1, 3, 4)."
+        if arr.dtype != np.uint8 or not (
+            arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))
+        ):
+            raise InputError(
+                index,
+                f"is an array of shape {item.shape} and dtype {item.dtype}; image arrays must "
+                "be HxW or HxWxC uint8 with C in (1, 3, 4).",
+                kind="Image",
             )
+        if arr.shape[0] == 0 or arr.shape[1] == 0:
+            raise InputError(index, f"is an empty image array of shape {item.shape}.", kind="Image")
         return _to_rgb(Image.fromarray(np.ascontiguousarray(arr)))
-    raise TypeError(
-        f"Image {index} is a {type(item).__name__}; pass file paths, PIL images or "
-        "HxWxC uint8 arrays (or an (n, d) array of precomputed embeddings)."
+    raise InputTypeError(
+        index,
+        f"is a {type(item).__name__}; pass file paths, PIL images or HxWxC uint8 arrays "
+        "(or an (n, d) array of precomputed embeddings).",
+        kind="Image",
     )
 
 
-def image_input_id(item: Any) -> str | None:
-    """A content key for an image input: path + size + mtime for files, a hash otherwise."""
-    import hashlib
+def check_regular_file(path: Any, index: int) -> None:
+    """Refuse what is not a regular file before opening it: a FIFO or device would block.
 
-    if isinstance(item, (str, os.PathLike)):
-        try:
-            st = os.stat(item)
-        except OSError:
-            return None
-        return f"file:{os.path.realpath(item)}:{st.st_size}:{st.st_mtime_ns}"
-    h = hashlib.sha256()
-    if isinstance(item, np.ndarray):
-        h.update(f"{item.shape}{item.dtype}".encode())
-        h.update(np.ascontiguousarray(item).tobytes())
-        return "array:" + h.hexdigest()
+    Parameters
+    ----------
+    path : str, bytes or path-like
+        The image file.
+    index : int
+        Its position in the caller's collection, carried by the error.
+    """
     try:
-        from PIL import Image
-    except ImportError:  # pragma: no cover
-        return None
-    if isinstance(item, Image.Image):
-        h.update(f"{item.mode}{item.size}".encode())
-        h.update(item.tobytes())
-        return "pil:" + h.hexdigest()
-    return None
+        st = os.stat(path)
+    except FileNotFoundError as exc:
+        raise MissingInputError(index, "does not exist.", path=path, kind="Image") from exc
+    except (OSError, ValueError) as exc:  # ValueError: embedded NUL byte
+        raise InputError(index, f"cannot be accessed: {exc}", path=path, kind="Image") from exc
+    if stat.S_ISDIR(st.st_mode):
+        raise InputError(index, "is a directory, not an image file.", path=path, kind="Image")
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(
+            index,
+            "is not a regular file (a pipe, socket or device); only image files can be read.",
+            path=path,
+            kind="Image",
+        )
+
+
+def _check_size(image: Any, index: int, path: Any = None) -> Any:
+    if image.width == 0 or image.height == 0:
+        raise InputError(index, f"is an empty image of size {image.size}.", path=path, kind="Image")
+    return image

@@ -26,21 +26,35 @@ def _axes(ax, height, *, size=None):
     return ax
 
 
-def plot_concepts(concepts: Any, weights: Any = None, *, top: int = 10, ax: Any = None, title: str | None = None):
+def plot_concepts(
+    concepts: Any,
+    weights: Any = None,
+    *,
+    top: int = 10,
+    ax: Any = None,
+    title: str | None = None,
+):
     """Horizontal bars of the largest concept weights (one sample's, or a class's means).
 
     Parameters
     ----------
-    concepts : list of (str, float) pairs, a pandas Series (index = concepts), or names
-        The concepts; with plain names, pass ``weights`` too.
-    weights : array-like, default=None
+    concepts : list of (str, float) pairs, pandas.Series or array-like of str
+        The concepts: ``(concept, weight)`` pairs (e.g. one list of :func:`top_concepts`),
+        a Series of weights indexed by concept, or plain names with ``weights``.
+    weights : array-like of float, default=None
+        The weights of plain concept names, in the same order; ``None`` for pairs or a
+        Series.
     top : int, default=10
-    ax : matplotlib Axes, default=None
+        Number of bars: the ``top`` largest weights, the largest at the top.
+    ax : matplotlib.axes.Axes, default=None
+        Axes to draw on; ``None`` draws on a new figure.
     title : str, default=None
+        Title of the axes; ``None`` leaves it empty.
 
     Returns
     -------
-    ax : matplotlib Axes
+    ax : matplotlib.axes.Axes
+        The axes drawn on.
 
     Examples
     --------
@@ -69,10 +83,27 @@ def plot_concepts(concepts: Any, weights: Any = None, *, top: int = 10, ax: Any 
     return ax
 
 
-def plot_prevalence(distribution: Any, concepts: Any, *, ax: Any = None, title: str | None = None):
+def plot_prevalence(
+    distribution: Any, concepts: Any, *, ax: Any = None, title: str | None = None
+):
     """Side-by-side prevalence of chosen concepts in each class.
 
-    ``distribution`` is the DataFrame of :func:`concept_distribution` (with ``y``).
+    Parameters
+    ----------
+    distribution : pandas.DataFrame
+        The output of :func:`concept_distribution`, computed with ``y`` for one bar per
+        class (without it, one bar per concept for the group ``"all"``).
+    concepts : array-like of str
+        The concepts to show, in this order; each must appear in ``distribution``.
+    ax : matplotlib.axes.Axes, default=None
+        Axes to draw on; ``None`` draws on a new figure.
+    title : str, default=None
+        Title of the axes; ``None`` leaves it empty.
+
+    Returns
+    -------
+    ax : matplotlib.axes.Axes
+        The axes drawn on, with a legend of the classes.
 
     Examples
     --------
@@ -106,11 +137,40 @@ def plot_prevalence(distribution: Any, concepts: Any, *, ax: Any = None, title: 
     return ax
 
 
-def plot_coefficients(classifier: Any, feature_names: Any, *, top: int = 10, class_index: int = 0,
-                      ax: Any = None, title: str | None = None):
+def plot_coefficients(
+    classifier: Any,
+    feature_names: Any,
+    *,
+    top: int = 10,
+    class_index: int = 0,
+    ax: Any = None,
+    title: str | None = None,
+):
     """A linear classifier's largest coefficients (by absolute value) as concept words.
 
     Positive coefficients are drawn in blue, negative ones in red.
+
+    Parameters
+    ----------
+    classifier : estimator
+        A fitted linear classifier with ``coef_``, e.g. ``LogisticRegression`` trained on
+        SpLiCE weights.
+    feature_names : array-like of str
+        ``SpliceTransformer.get_feature_names_out()``.
+    top : int, default=10
+        Number of bars: the ``top`` largest coefficients by absolute value.
+    class_index : int, default=0
+        Row of ``coef_`` to draw (a binary classifier has only row 0, which favours
+        ``classes_[1]``).
+    ax : matplotlib.axes.Axes, default=None
+        Axes to draw on; ``None`` draws on a new figure.
+    title : str, default=None
+        Title of the axes; ``None`` leaves it empty.
+
+    Returns
+    -------
+    ax : matplotlib.axes.Axes
+        The axes drawn on.
 
     Examples
     --------

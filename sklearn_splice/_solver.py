@@ -5,7 +5,7 @@ For each row ``x`` of ``X`` this solves::
     min_{w >= 0}  ||dictionary.T @ w - x||_2^2 + l1_penalty * ||w||_1
 
 Both solvers work on whole batches in torch (CPU or CUDA), start from ``w = 0`` (so the
-result is deterministic) and stop per sample on a relative duality gap computed in float64.
+result is deterministic) and stop per sample on a duality gap computed in float64.
 
 ``"working_set"`` (default)
     Each outer iteration makes one pass over the dictionary (a float32 ``(B, d) @ (d, c)``
@@ -21,12 +21,24 @@ result is deterministic) and stop per sample on a relative duality gap computed 
 ``"fista"``
     Accelerated proximal gradient in float64, two dictionary passes per iteration. Slow but
     simple: kept to cross-check the default solver.
+
+The problem is homogeneous: scaling ``x`` and ``l1_penalty`` by ``s`` scales the solution by
+``s``, and scaling the dictionary by ``a`` scales it by ``1 / a``. The solvers therefore see
+every row scaled by a power of two to norm about 1, and the dictionary scaled so that its
+largest row has norm about 1, with each row's penalty scaled to match; the solution is scaled
+back. Powers of two are exact in floating point, so the answer does not depend on the
+magnitude of the inputs (beyond over- and underflow of the answer itself), and the float32
+scoring passes never overflow or underflow.
+
+The public :func:`nonnegative_lasso` validates its arguments; the transformer calls the
+private core (:func:`_prepare_dictionary` once, then :func:`_nonnegative_lasso` per chunk).
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 from typing import Any
 
@@ -35,22 +47,48 @@ import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 
+# Private scikit-learn API, all of it in this one import.
+from sklearn.utils._param_validation import Interval, StrOptions, validate_params
+
 from ._progress import progress
 from ._torch_utils import import_torch, resolve_device, run_split_on_oom
 
 __all__ = ["nonnegative_lasso"]
 
-_SOLVERS = ("working_set", "fista")
 # Round-off bound of a float32 dot product of length d is about d * 2**-24 * |a| |b|;
 # twice that decides which float32 scores must be recomputed in float64.
 _F32_UNIT = 2.0**-24
 # Diagonal shift for the small Gram systems: keeps duplicate concepts (identical rows)
 # solvable while moving the solution far less than any tolerance a user can ask for.
 _RIDGE = 1e-11
-# Optimality tolerance of the inner problem, relative to the penalty.
+# Optimality tolerance of the inner problem: relative to the penalty, or to the scaled
+# signal's norm (about 1) when the penalty is smaller than that.
 _INNER_EPS = 1e-11
+# Absolute allowance of the stopping test, times ||x||^2: float64 round-off (a few thousand
+# ulps) of an objective whose scale is ||x||^2. Without it a sample whose optimum is ~0
+# (l1_penalty = 0 and x in the cone of the atoms) could never certify a relative gap.
+_GAP_FLOOR = 2.0**-40
+# Scaled penalties above this give all-zero codes anyway (scaled rows and atoms have norm
+# below 1.5); capping keeps ``mu * sum(w)`` finite.
+_MAX_MU = 1e30
 
 
+@validate_params(
+    {
+        "X": ["array-like"],
+        "dictionary": ["array-like"],
+        "l1_penalty": [Interval(Real, 0, np.inf, closed="left")],
+        "solver": [StrOptions({"working_set", "fista"})],
+        "tol": [Interval(Real, 0, None, closed="neither")],
+        "max_iter": [Interval(Integral, 1, None, closed="left"), None],
+        "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "device": "no_validation",  # resolve_device names what it accepts
+        "sparse_output": ["boolean"],
+        "return_info": ["boolean"],
+        "verbose": ["verbose"],
+    },
+    prefer_skip_nested_validation=True,
+)
 def nonnegative_lasso(
     X: Any,
     dictionary: Any,
@@ -69,26 +107,32 @@ def nonnegative_lasso(
 
     Solves, independently for every row ``x`` of ``X``::
 
-        min_{w >= 0}  ||dictionary.T @ w - x||_2^2 + l1_penalty * ||w||_1
+        min_{w >= 0}  objective(w) = ||dictionary.T @ w - x||_2^2 + l1_penalty * ||w||_1
 
-    This is the objective of SPEC.md; scikit-learn's ``Lasso(alpha=l1_penalty / (2 * d),
-    positive=True, fit_intercept=False)`` fitted on ``(dictionary.T, x)`` has the same
-    minimiser.
+    scikit-learn's ``Lasso(alpha=l1_penalty / (2 * d), positive=True, fit_intercept=False)``
+    fitted on ``(dictionary.T, x)`` has the same minimiser. Inputs of any memory layout
+    (views with any strides, Fortran order, read-only) and any magnitude are accepted;
+    they are never modified.
 
     Parameters
     ----------
     X : array-like of shape (n_samples, n_features)
-        Signals to encode (for SpLiCE: centred, unit-norm CLIP embeddings).
+        Signals to encode (for SpLiCE: centred, unit-norm CLIP embeddings). Finite.
     dictionary : array-like of shape (n_components, n_features)
-        One atom per row (for SpLiCE: centred, unit-norm concept embeddings).
+        One atom per row (for SpLiCE: centred, unit-norm concept embeddings). Finite.
     l1_penalty : float
-        Weight ``lambda >= 0`` of the L1 term.
+        Weight ``lambda >= 0`` of the L1 term, finite. With ``0`` the problem is
+        nonnegative least squares.
     solver : {"working_set", "fista"}, default="working_set"
         ``"working_set"`` is exact and fast; ``"fista"`` is a plain accelerated proximal
         gradient method kept for cross-checks.
     tol : float, default=1e-6
-        Stop a sample once its duality gap, relative to its objective value, is at most
-        ``tol``.
+        Stopping tolerance. A sample stops once the duality gap ``G`` of its weights ``w``
+        (an upper bound on ``objective(w) - min objective``) satisfies
+        ``G <= tol * objective(w) + 2**-40 * ||x||^2``. The second term (about
+        ``1e-12 * ||x||^2``, float64 round-off of the objective's scale) matters only when
+        the optimum is almost 0, e.g. ``l1_penalty=0`` with ``x`` in the cone spanned by
+        the atoms, where a gap relative to the objective alone is undefined.
     max_iter : int, default=None
         Most outer iterations: passes over the dictionary for ``"working_set"`` (default
         100), gradient steps for ``"fista"`` (default 20000).
@@ -99,17 +143,27 @@ def nonnegative_lasso(
     sparse_output : bool, default=False
         Return a ``scipy.sparse`` CSR matrix instead of a dense array.
     return_info : bool, default=False
-        Also return a dict with per-sample ``duality_gap`` (relative), ``n_passes`` (products
-        with the whole dictionary) and ``converged``.
+        Also return a dict of per-sample arrays: ``duality_gap`` (the gap less the
+        round-off allowance ``2**-40 * ||x||^2``, relative to ``objective(w)``; at most
+        ``tol`` exactly when the sample converged), ``n_passes`` (products with the whole
+        dictionary) and ``converged``.
     verbose : bool, default=False
         Show a progress bar over batches.
 
     Returns
     -------
     codes : ndarray or csr_matrix of shape (n_samples, n_components)
-        Nonnegative float64 weights.
+        Nonnegative float64 weights; all zero for an all-zero row of ``X``.
     info : dict
-        Only when ``return_info=True``.
+        Only when ``return_info=True``; see ``return_info``.
+
+    Raises
+    ------
+    sklearn.utils._param_validation.InvalidParameterError
+        For a parameter of the wrong type or out of range (a ``ValueError``).
+    ValueError
+        When ``X`` and ``dictionary`` differ in width, contain NaN or infinity, or the
+        dictionary's row norms span more than float64 can hold together.
 
     Examples
     --------
@@ -124,75 +178,228 @@ def nonnegative_lasso(
     [3, 10]
     >>> bool((w >= 0).all())
     True
+    >>> w_big = nonnegative_lasso(1e300 * x[None], D, l1_penalty=0.01 * 1e300)
+    >>> bool(np.allclose(w_big, 1e300 * w, rtol=1e-9, atol=0))
+    True
     """
     X = check_array(X, dtype=[np.float64, np.float32], input_name="X")
-    dictionary = check_array(dictionary, dtype=[np.float32, np.float64], input_name="dictionary")
+    dictionary = check_array(dictionary, dtype=[np.float64, np.float32], input_name="dictionary")
     if X.shape[1] != dictionary.shape[1]:
         raise ValueError(
             f"X has {X.shape[1]} features per sample but the dictionary has "
             f"{dictionary.shape[1]}; both must use the same embedding width."
         )
-    if not isinstance(l1_penalty, Real) or isinstance(l1_penalty, bool) or not l1_penalty >= 0:
-        raise ValueError(f"l1_penalty must be a nonnegative number, got {l1_penalty!r}.")
-    if not math.isfinite(l1_penalty):
-        raise ValueError(f"l1_penalty must be finite, got {l1_penalty!r}.")
-    if solver not in _SOLVERS:
-        raise ValueError(f"solver must be one of {_SOLVERS}, got {solver!r}.")
-    if not isinstance(tol, Real) or not tol > 0:
-        raise ValueError(f"tol must be a positive number, got {tol!r}.")
-    if not isinstance(batch_size, Integral) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}.")
-    if max_iter is None:
-        max_iter = 100 if solver == "working_set" else 20000
-    elif not isinstance(max_iter, Integral) or max_iter < 1:
-        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}.")
+    prepared = _prepare_dictionary(dictionary, device)
+    codes, info = _nonnegative_lasso(
+        X, prepared, float(l1_penalty), solver=solver, tol=tol, max_iter=max_iter,
+        batch_size=batch_size, verbose=verbose,
+    )
+    out = codes if sparse_output else codes.toarray()
+    return (out, info) if return_info else out
 
+
+@dataclass(eq=False)
+class _PreparedDictionary:
+    """A dictionary on its device, ready for any number of :func:`_nonnegative_lasso` calls.
+
+    ``C64`` is the dictionary times ``2**-exponent`` (exactly), so that its largest row has
+    norm in ``[2**-0.5, 2**0.5]``; ``C32`` is its float32 copy for the scoring passes.
+    """
+
+    C64: Any
+    C32: Any
+    exponent: int
+    max_row_norm: float
+    margin_coef: float
+    device: Any
+    lipschitz: float | None = None  # of C64 (largest eigenvalue of C64.T @ C64), for FISTA
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_components, n_features)``."""
+        return tuple(self.C64.shape)
+
+
+def _row_exponents(A):
+    """Per row of float64 ``A``: ``e`` with ``||A_i|| * 2**-e`` in ``[0.7, 1.42]``, and nonzero.
+
+    All-zero rows get ``e = 0``. Rows whose squared norm would over- or underflow are
+    measured again with their largest entry taken out first.
+    """
+    with np.errstate(over="ignore", under="ignore"):
+        sq = np.einsum("ij,ij->i", A, A)
+    ok = (sq > 2.0**-900) & (sq < 2.0**900)
+    e = np.zeros(A.shape[0], dtype=np.int64)
+    e[ok] = np.rint(0.5 * np.log2(sq[ok]))
+    nonzero = ok.copy()
+    slow = np.flatnonzero(~ok)
+    if slow.size:
+        m = np.abs(A[slow]).max(axis=1)
+        e1 = np.frexp(m)[1]  # |entries| * 2**-e1 < 1
+        B = np.ldexp(A[slow], -e1[:, None])
+        n = np.sqrt(np.einsum("ij,ij->i", B, B))
+        e[slow] = e1 + np.rint(np.log2(np.where(n > 0, n, 1.0))).astype(np.int64)
+        nonzero[slow] = m > 0
+    return e, nonzero
+
+
+def _prepare_dictionary(dictionary: np.ndarray, device: Any) -> _PreparedDictionary:
+    """Move a ``(c, d)`` dictionary to ``device`` once, scaled, in float64 and float32.
+
+    Parameters
+    ----------
+    dictionary : ndarray of shape (n_components, n_features)
+        Finite float32 or float64 atoms, any memory layout; not modified.
+    device : str or torch.device
+        Where the solves run (see :func:`~sklearn_splice._torch_utils.resolve_device`).
+
+    Returns
+    -------
+    prepared : _PreparedDictionary
+        With ``.device`` and ``.shape``; shareable between threads and calls.
+
+    Raises
+    ------
+    ValueError
+        When some nonzero atom is so much smaller than the largest one that it would
+        become exactly zero at the largest one's scale (norms more than ~1e308 apart).
+    """
     torch = import_torch()
     dev = resolve_device(device)
-    n, c = X.shape[0], dictionary.shape[0]
-    mu = float(l1_penalty) / 2.0  # the solvers work on half the objective
+    # Always a copy: the caller's array is never written, nor shared with the tensors.
+    C = np.array(dictionary, dtype=np.float64, order="C")
+    e, nonzero = _row_exponents(C)
+    exponent = int(e[nonzero].max()) if nonzero.any() else 0
+    if exponent:
+        np.ldexp(C, -exponent, out=C)  # exact
+    if nonzero.any() and int(e[nonzero].min()) < exponent - 1000:  # some rows may underflow
+        lost = nonzero & ~(C != 0).any(axis=1)
+        if lost.any():
+            i, j = int(np.flatnonzero(lost)[0]), int(np.argmax(np.where(nonzero, e, e.min())))
+            raise ValueError(
+                f"The dictionary's row norms span too many orders of magnitude for float64: "
+                f"row {i} is about 2**{int(e[i])} and row {j} about 2**{int(e[j])}, so row "
+                f"{i} vanishes when the dictionary is scaled to unit size. Rescale or drop "
+                "such rows."
+            )
+    C64 = torch.from_numpy(C).to(dev)
+    row_norm = float(torch.linalg.vector_norm(C64, dim=1).max())
+    return _PreparedDictionary(
+        C64=C64,
+        C32=C64.float(),
+        exponent=exponent,
+        max_row_norm=row_norm,
+        margin_coef=2.0 * C.shape[1] * _F32_UNIT * max(row_norm, 1.0),
+        device=dev,
+    )
+
+
+class _Rows:
+    """Scaled signals and their penalties: split together when a batch runs out of memory."""
+
+    def __init__(self, z, mu):
+        self.z, self.mu = z, mu
+
+    def __len__(self):
+        return self.z.shape[0]
+
+    def __getitem__(self, key):
+        return _Rows(self.z[key], self.mu[key])
+
+    def to(self, device):
+        return _Rows(self.z.to(device), self.mu.to(device))
+
+
+def _nonnegative_lasso(
+    X: np.ndarray,
+    prepared: _PreparedDictionary,
+    l1_penalty: float,
+    *,
+    solver: str = "working_set",
+    tol: float = 1e-6,
+    max_iter: int | None = None,
+    batch_size: int = 256,
+    verbose: bool = False,
+) -> tuple[sp.csr_matrix, dict]:
+    """Core of :func:`nonnegative_lasso`, without validation.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        Finite float64 (or float32) signals; rows are converted and scaled a batch at a time,
+        so any layout works and ``X`` is never modified.
+    prepared : _PreparedDictionary
+        From :func:`_prepare_dictionary`, of the same width as ``X``.
+    l1_penalty : float
+        Finite, nonnegative.
+    solver, tol, max_iter, batch_size, verbose
+        As in :func:`nonnegative_lasso`.
+
+    Returns
+    -------
+    codes : csr_matrix of shape (n_samples, n_components)
+        Nonnegative float64 weights.
+    info : dict
+        Per-sample ``duality_gap``, ``n_passes`` and ``converged``, as in
+        :func:`nonnegative_lasso`. A ``ConvergenceWarning`` has been issued when some
+        sample did not converge.
+    """
+    torch = import_torch()
+    if max_iter is None:
+        max_iter = 100 if solver == "working_set" else 20000
+    l1_penalty = float(l1_penalty)  # a float32 scalar would make the scaled penalties float32
+    n = X.shape[0]
+    c = prepared.shape[0]
+    C64, C32, dev = prepared.C64, prepared.C32, prepared.device
 
     rows_parts, cols_parts, vals_parts = [], [], []
     gaps = np.zeros(n)
     passes = np.zeros(n, dtype=np.int64)
     with torch.inference_mode():
-        C64 = torch.as_tensor(dictionary, device=dev).double()
-        C_pass = C64.float()
-        row_norm = float(torch.linalg.vector_norm(C64, dim=1).max())
-        margin_coef = 2.0 * dictionary.shape[1] * _F32_UNIT * max(row_norm, 1.0)
-        lipschitz = None
+        if solver == "fista" and prepared.lipschitz is None:
+            prepared.lipschitz = float(torch.linalg.eigvalsh(C64.T @ C64).max())
+        lipschitz = prepared.lipschitz
+
+        def solve(rows, C32=C32, C64=C64):
+            if solver == "working_set":
+                return _working_set_batch(
+                    rows.z, rows.mu, C32, C64, tol, max_iter, prepared.margin_coef
+                )
+            return _fista_batch(rows.z, rows.mu, C64, tol, max_iter, lipschitz)
+
+        def on_cpu(rows):
+            return solve(rows.to("cpu"), C32.cpu(), C64.cpu())
+
         starts = range(0, n, batch_size)
         starts = progress(starts, len(starts), "sparse coding", enabled=verbose)
         for start in starts:
             stop = min(start + batch_size, n)
-            z = torch.as_tensor(X[start:stop], device=dev).double()
-            if solver == "fista" and lipschitz is None:
-                lipschitz = float(torch.linalg.eigvalsh(C64.T @ C64).max())
-
-            def solve(zb, C_pass=C_pass, C64=C64, lipschitz=lipschitz):
-                if solver == "working_set":
-                    return _working_set_batch(zb, C_pass, C64, mu, tol, max_iter, margin_coef)
-                return _fista_batch(zb, C64, mu, tol, max_iter, lipschitz, margin_coef)
-
-            def on_cpu(zb):
-                return solve(zb.cpu(), C_pass.cpu(), C64.cpu())
-
+            Xb = np.asarray(X[start:stop], dtype=np.float64)
+            # Solve for z = x * 2**-e (norm ~1) with the penalty scaled to match:
+            # w(x, lambda) = 2**(e - exponent) * w(z, lambda * 2**-(e + exponent)).
+            e = _row_exponents(Xb)[0]
+            Zb = np.ldexp(Xb, -e[:, None])  # a new array: X is never modified
+            with np.errstate(over="ignore", under="ignore"):
+                # half the penalty: the solvers work on half the objective
+                mu = np.minimum(np.ldexp(l1_penalty, -(e + prepared.exponent) - 1), _MAX_MU)
+            rows = _Rows(torch.from_numpy(Zb).to(dev), torch.from_numpy(mu).to(dev))
             res = run_split_on_oom(
-                solve, z, combine=_combine_parts, fallback=on_cpu if dev.type != "cpu" else None,
-                what="sparse-coding",
+                solve, rows, combine=_combine_parts,
+                fallback=on_cpu if dev.type != "cpu" else None, what="sparse-coding",
             )
-            r_rows, r_cols, r_vals, r_gap, r_pass = res
-            rows_parts.append((r_rows + start).cpu().numpy())
-            cols_parts.append(r_cols.cpu().numpy())
-            vals_parts.append(r_vals.cpu().numpy())
-            gaps[start:stop] = r_gap.cpu().numpy()
-            passes[start:stop] = r_pass.cpu().numpy()
+            r_rows, r_cols, r_vals, r_gap, r_pass = (t.cpu().numpy() for t in res)
+            rows_parts.append(r_rows + start)
+            cols_parts.append(r_cols)
+            vals_parts.append(np.ldexp(r_vals, e[r_rows] - prepared.exponent))
+            gaps[start:stop] = r_gap
+            passes[start:stop] = r_pass
 
     rows = np.concatenate(rows_parts) if rows_parts else np.zeros(0, dtype=np.int64)
     cols = np.concatenate(cols_parts) if cols_parts else np.zeros(0, dtype=np.int64)
     vals = np.concatenate(vals_parts) if vals_parts else np.zeros(0)
     codes = sp.csr_matrix((vals, (rows, cols)), shape=(n, c), dtype=np.float64)
     codes.sum_duplicates()
+    codes.eliminate_zeros()  # weights that underflowed when scaled back
     converged = gaps <= tol
     if not converged.all():
         warnings.warn(
@@ -202,10 +409,7 @@ def nonnegative_lasso(
             ConvergenceWarning,
             stacklevel=2,
         )
-    out = codes if sparse_output else codes.toarray()
-    if return_info:
-        return out, {"duality_gap": gaps, "n_passes": passes, "converged": converged}
-    return out
+    return codes, {"duality_gap": gaps, "n_passes": passes, "converged": converged}
 
 
 def _combine_parts(first, second, n_first):
@@ -222,25 +426,40 @@ def _combine_parts(first, second, n_first):
     )
 
 
-def _relative_gap(z, r, w_sum, cmax, mu):
-    """Relative duality gap of the half objective ``0.5 ||r||^2 + mu * sum(w)``.
+def _inner_eps(mu):
+    """Per-row optimality tolerance of the small problems: relative to mu, absolute below 1."""
+    return _INNER_EPS * mu.clamp_min(1.0)
 
-    ``r = z - D^T w`` is the residual and ``cmax = max_j D_j . r``. Scaling ``r`` into the
-    dual feasible set ``{theta : D theta <= mu}`` gives the dual value
-    ``0.5 ||z||^2 - 0.5 ||z - theta||^2``, a lower bound on the optimum.
+
+def _excess_gap(z, r, w_sum, cmax, mu):
+    """Duality gap of the half objective less the round-off floor, relative to the objective.
+
+    The half objective is ``0.5 ||r||^2 + mu * sum(w)`` with residual ``r = z - D^T w``;
+    ``cmax = max_j D_j . r``. A dual point ``theta = s r`` in the feasible set
+    ``{theta : D theta <= mu}`` has the dual value ``0.5 ||z||^2 - 0.5 ||z - s r||^2``.
+    With ``y = z - r = D^T w`` the gap is ``0.5 (1 - s)^2 ||r||^2 + mu sum(w) - s r.y``,
+    which, unlike the difference of the two values, does not lose the gap to round-off of
+    ``||z||^2`` when the optimum is near 0. The result is ``<= tol`` exactly when
+    ``gap <= tol * primal + 0.5 * _GAP_FLOOR * ||z||^2``.
     """
     torch = import_torch()
-    primal = 0.5 * (r * r).sum(1) + mu * w_sum
-    # Round-off of order 1e-9 |r| in cmax is forgiven: at the optimum cmax equals mu.
-    # With mu = 0 the dual set is a cone that scaling cannot reach, so the float32 Gram
-    # round-off of the small solves (about 1e-7) is forgiven there as well.
-    slack = (1e-9 if mu > 0 else 1e-6) * torch.linalg.vector_norm(r, dim=1)
-    scale = torch.where(cmax > mu + slack, mu / cmax.clamp_min(1e-300), torch.ones_like(cmax))
-    theta = r * scale[:, None]
-    dual = 0.5 * (z * z).sum(1) - 0.5 * ((z - theta) ** 2).sum(1)
-    gap = (primal - dual).clamp_min(0.0)
-    rel = torch.where(primal > 0, gap / primal.clamp_min(1e-300), torch.zeros_like(gap))
-    return rel, primal
+    rr = (r * r).sum(1)
+    ry = (r * (z - r)).sum(1)
+    primal = 0.5 * rr + mu * w_sum
+    # The largest s <= 1 that keeps s r feasible. A point off the feasible set by round-off
+    # of D r (1e-9 |r|) or by the tolerance of the small solves (which leave such concepts
+    # out) is taken as it is: with mu = 0 no scaling reaches the set (a cone), so this is
+    # what certifies a nonnegative least-squares answer.
+    slack = 1e-9 * rr.sqrt() + 2.0 * _inner_eps(mu)
+    s_cap = torch.where(cmax > mu + slack, mu / cmax.clamp_min(1e-300), torch.ones_like(cmax))
+    # Within [0, s_cap], the s that minimises the gap (a convex quadratic in s). It differs
+    # from s_cap when r is only round-off (mu = 0, x in the cone): there theta = 0 is best,
+    # and the gap is the objective itself rather than round-off of r.y magnified.
+    s_opt = torch.where(rr > 0, 1.0 + ry / rr.clamp_min(1e-300), s_cap)
+    s = torch.minimum(s_opt.clamp_min(0.0), s_cap)
+    gap = 0.5 * (1.0 - s) ** 2 * rr + mu * w_sum - s * ry
+    excess = (gap - 0.5 * _GAP_FLOOR * (z * z).sum(1)).clamp_min(0.0)
+    return torch.where(primal > 0, excess / primal.clamp_min(1e-300), torch.zeros_like(gap))
 
 
 def _exact_max_corr(best32, top_vals, top_ids, r, C64, margin_coef, supp_corr):
@@ -271,13 +490,14 @@ def _exact_max_corr(best32, top_vals, top_ids, r, C64, margin_coef, supp_corr):
     return cmax
 
 
-def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
+def _working_set_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
     """Solve one batch; returns COO parts (rows, cols, values), gaps and pass counts.
 
     Each row carries its support ``S`` with the float64 rows ``C_S`` and Gram matrix
     ``G_SS`` from one iteration to the next, so an iteration only gathers and multiplies
     the rows it adds: ``G`` of the working set ``S + A`` is assembled from ``G_SS``,
-    ``C_S C_A^T`` and ``C_A C_A^T``.
+    ``C_S C_A^T`` and ``C_A C_A^T``. ``mu`` holds each row's half penalty; like every
+    per-row tensor it is compacted as rows converge.
     """
     torch = import_torch()
     B, d = z.shape
@@ -293,6 +513,7 @@ def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
     CS = torch.zeros((B, 0, d), dtype=f64, device=dev)
     G = torch.zeros((B, 0, 0), dtype=f64, device=dev)
     q = torch.zeros((B, 0), dtype=f64, device=dev)  # C_S z - mu
+    mu = mu.to(f64)
     supp_corr = torch.zeros((B, 0), dtype=f64, device=dev)  # exact C_S r; -inf when unused
     r = z.clone()
     zz = z
@@ -319,15 +540,17 @@ def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
         cap = torch.clamp(n_supp // 2, min=min_add)
         top_vals, top_ids = corr.topk(min(c, max(int(cap.max()), 8)), dim=1)
         cmax = _exact_max_corr(best, top_vals, top_ids, r, C64, margin_coef, supp_corr)
-        rel, _ = _relative_gap(zz, r, (w * valid).sum(1), cmax, mu)
+        rel = _excess_gap(zz, r, (w * valid).sum(1), cmax, mu)
         gaps[act] = rel
         done = rel <= tol
         if bool(done.any()):
             emit(done)
             keep = ~done
-            act, idx, w, valid, CS, G, q, supp_corr, r, zz, top_vals, top_ids, cap = (
+            act, idx, w, valid, CS, G, q, supp_corr, r, zz, mu, top_vals, top_ids, cap = (
                 t[keep]
-                for t in (act, idx, w, valid, CS, G, q, supp_corr, r, zz, top_vals, top_ids, cap)
+                for t in (
+                    act, idx, w, valid, CS, G, q, supp_corr, r, zz, mu, top_vals, top_ids, cap
+                )
             )
         if act.numel() == 0:
             break
@@ -335,7 +558,7 @@ def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
         # Add the concepts that break the optimality conditions most (score above mu):
         # half the support's size, at least 16. Small steps keep the Gram blocks and
         # solves small; each costs one more pass, which is cheaper (measured).
-        n_viol = (top_vals > mu).sum(1)  # counted up to the cap, which is all we need
+        n_viol = (top_vals > mu.float()[:, None]).sum(1)  # counted up to the cap: enough
         n_add = torch.minimum(n_viol, cap).clamp(min=1, max=c)
         A = int(n_add.max())
         add_idx = top_ids[:, :A]
@@ -343,9 +566,13 @@ def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
         CA = C64[add_idx]
         G_SA = CS @ CA.transpose(1, 2)
         G = torch.cat(
-            [torch.cat([G, G_SA], 2), torch.cat([G_SA.transpose(1, 2), CA @ CA.transpose(1, 2)], 2)], 1
+            [
+                torch.cat([G, G_SA], 2),
+                torch.cat([G_SA.transpose(1, 2), CA @ CA.transpose(1, 2)], 2),
+            ],
+            1,
         )
-        q = torch.cat([q, torch.einsum("bad,bd->ba", CA, zz) - mu], 1)
+        q = torch.cat([q, torch.einsum("bad,bd->ba", CA, zz) - mu[:, None]], 1)
         idx = torch.cat([idx, add_idx], 1)
         set_valid = torch.cat([valid, add_valid], 1)
         w0 = torch.cat([w * valid, torch.zeros_like(add_idx, dtype=f64)], 1)
@@ -353,7 +580,7 @@ def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
         w, ok = _pdas_qp(G, q, w0, set_valid, mu)
         if not bool(ok.all()):
             bad = (~ok).nonzero().squeeze(1)
-            w[bad] = _active_set_qp(G[bad], q[bad], w0[bad], set_valid[bad], mu)
+            w[bad] = _active_set_qp(G[bad], q[bad], w0[bad], set_valid[bad], mu[bad])
         w = torch.where(set_valid, w.clamp_min(0.0), torch.zeros_like(w))
 
         # Keep only the new support, compacted to the front of each row.
@@ -363,9 +590,10 @@ def _working_set_batch(z, C_pass, C64, mu, tol, max_iter, margin_coef):
         idx, w, q = idx.gather(1, order), w.gather(1, order), q.gather(1, order)
         valid = torch.arange(S, device=dev)[None, :] < n_keep[:, None]
         CS = C64[idx]
-        G = G.gather(1, order[:, :, None].expand(-1, -1, G.shape[2])).gather(2, order[:, None, :].expand(-1, S, -1))
+        G = G.gather(1, order[:, :, None].expand(-1, -1, G.shape[2]))
+        G = G.gather(2, order[:, None, :].expand(-1, S, -1))
         r = zz - torch.einsum("bs,bsd->bd", w, CS)
-        scores = q + mu - (G @ w[:, :, None]).squeeze(-1)  # C_S r = C_S z - G w
+        scores = q + mu[:, None] - (G @ w[:, :, None]).squeeze(-1)  # C_S r = C_S z - G w
         supp_corr = torch.where(valid, scores, torch.full_like(scores, float("-inf")))
     else:
         emit(torch.ones(act.numel(), dtype=torch.bool, device=dev))
@@ -388,7 +616,13 @@ def _masked_solve(G, q, P):
     L, info = torch.linalg.cholesky_ex(A)
     # two triangular solves are several times faster than cholesky_solve on small batches
     y = torch.linalg.solve_triangular(L, rhs, upper=False)
-    s = torch.linalg.solve_triangular(L.mT, y, upper=True).squeeze(-1)
+    s = torch.linalg.solve_triangular(L.mT, y, upper=True)
+    # One step of iterative refinement against the unshifted matrix takes out the ridge's
+    # bias (ridge * s), which otherwise dominates when the weights are large (l1_penalty
+    # near 0 with correlated atoms); on exact duplicates it changes nothing.
+    res = rhs - A @ s + _RIDGE * m[:, :, None] * s
+    y = torch.linalg.solve_triangular(L, res, upper=False)
+    s = (s + torch.linalg.solve_triangular(L.mT, y, upper=True)).squeeze(-1)
     bad = info != 0
     if bool(bad.any()):  # numerically indefinite: least squares is still well defined
         s[bad] = torch.linalg.lstsq(A[bad], rhs[bad]).solution.squeeze(-1)
@@ -402,26 +636,29 @@ def _pdas_qp(G, q, w, valid, mu, max_iter=25):
     a guess that repeats meets the KKT conditions exactly. Warm-started from the previous
     support this usually takes 2-4 solves. Rows that have not settled after ``max_iter``
     (PDAS can cycle on badly conditioned problems) are reported in ``converged = False``.
+    ``mu`` holds each row's half penalty, which sets its tolerance.
     """
     torch = import_torch()
-    b, K = q.shape
-    eps = _INNER_EPS * max(mu, 1.0)
+    b = q.shape[0]
+    eps = _inner_eps(mu)[:, None]
     grad = (G @ w[:, :, None]).squeeze(-1) - q
     P = valid & ((w > 0) | (grad < -eps))
     out = w.clone()
     converged = torch.zeros(b, dtype=torch.bool, device=q.device)
     rows = torch.arange(b, device=q.device)
-    Gr, qr, Pr, vr = G, q, P, valid
+    Gr, qr, Pr, vr, er = G, q, P, valid, eps
     for _ in range(max_iter):
         s = _masked_solve(Gr, qr, Pr)
         grad = (Gr @ s[:, :, None]).squeeze(-1) - qr
-        P_next = vr & torch.where(Pr, s > 0, grad < -eps)
+        P_next = vr & torch.where(Pr, s > 0, grad < -er)
         done = (P_next == Pr).all(1)
         if bool(done.any()):
             out[rows[done]] = torch.where(Pr[done], s[done], torch.zeros_like(s[done]))
             converged[rows[done]] = True
             keep = ~done
-            rows, Gr, qr, P_next, vr = rows[keep], Gr[keep], qr[keep], P_next[keep], vr[keep]
+            rows, Gr, qr, P_next, vr, er = (
+                t[keep] for t in (rows, Gr, qr, P_next, vr, er)
+            )
         if rows.numel() == 0:
             break
         Pr = P_next
@@ -441,7 +678,7 @@ def _active_set_qp(G, q, w, valid, mu):
     b, K = q.shape
     if K == 0 or b == 0:
         return w
-    eps = _INNER_EPS * max(mu, 1.0)
+    eps = _inner_eps(mu)[:, None]
     P = valid & (w > 0)
     single = torch.zeros(b, dtype=torch.bool, device=q.device)
     stalled = torch.zeros(b, dtype=torch.bool, device=q.device)
@@ -495,7 +732,8 @@ def _settle(G, q, w, P, P_old):
         settled = settled | ok
         step = ~settled & ~stuck_rows & has_neg
         if bool(step.any()):
-            ratio = torch.where(neg, w / (w - s).clamp_min(1e-300), torch.full_like(w, float("inf")))
+            inf = torch.full_like(w, float("inf"))
+            ratio = torch.where(neg, w / (w - s).clamp_min(1e-300), inf)
             alpha = ratio.min(1).values.clamp(max=1.0)
             moved = w + alpha[:, None] * (s - w)
             hit = neg & (ratio <= alpha[:, None])
@@ -508,8 +746,11 @@ def _settle(G, q, w, P, P_old):
     return w, P
 
 
-def _fista_batch(z, C64, mu, tol, max_iter, lipschitz, margin_coef, check_every=10):
-    """Accelerated proximal gradient on the half objective, from ``w = 0``."""
+def _fista_batch(z, mu, C64, tol, max_iter, lipschitz, check_every=10):
+    """Accelerated proximal gradient on the half objective, from ``w = 0``.
+
+    ``mu`` holds each row's half penalty, compacted with the rows as they converge.
+    """
     torch = import_torch()
     B = z.shape[0]
     dev = z.device
@@ -527,15 +768,15 @@ def _fista_batch(z, C64, mu, tol, max_iter, lipschitz, margin_coef, check_every=
             r = zz - w @ C64
             corr = r @ C64.T
             passes[act] += 1
-            gaps[act] = rel = _relative_gap(zz, r, w.sum(1), corr.max(1).values, mu)[0]
+            gaps[act] = rel = _excess_gap(zz, r, w.sum(1), corr.max(1).values, mu)
             done = rel <= tol
             if bool(done.any()):
                 out[act[done]] = w[done]
                 keep = ~done
-                act, w, y, zz = act[keep], w[keep], y[keep], zz[keep]
+                act, w, y, zz, mu = act[keep], w[keep], y[keep], zz[keep], mu[keep]
             if act.numel() == 0:
                 break
-        grad = mu - (zz - y @ C64) @ C64.T
+        grad = mu[:, None] - (zz - y @ C64) @ C64.T
         passes[act] += 2
         w_next = (y - step * grad).clamp_min(0.0)
         t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0

@@ -27,15 +27,18 @@ def make_concept_dictionary(
     """
     rng = check_random_state(random_state)
     factors = rng.standard_normal((n_factors, n_features))
-    loadings = rng.standard_normal((n_concepts, n_factors)) * rng.uniform(0.3, 1.0, (n_concepts, 1))
-    T = loadings @ factors / np.sqrt(n_factors) + noise * rng.standard_normal((n_concepts, n_features))
+    loadings = rng.standard_normal((n_concepts, n_factors))
+    loadings = loadings * rng.uniform(0.3, 1.0, (n_concepts, 1))
+    T = loadings @ factors / np.sqrt(n_factors)
+    T = T + noise * rng.standard_normal((n_concepts, n_features))
     T = _unit_rows(T)
     n_family = int(family_fraction * n_concepts)
     if n_family:
         members = rng.choice(n_concepts, n_family, replace=False)
         parents = rng.choice(n_concepts, n_family)
         parents = np.where(parents == members, (parents + 1) % n_concepts, parents)
-        T[members] = _unit_rows(T[parents] + 0.6 * _unit_rows(rng.standard_normal((n_family, n_features))))
+        offsets = _unit_rows(rng.standard_normal((n_family, n_features)))
+        T[members] = _unit_rows(T[parents] + 0.6 * offsets)
     T = T - T.mean(axis=0)
     return _unit_rows(T).astype(np.float32)
 

@@ -11,7 +11,12 @@ _INSTALL_HINT = (
 
 
 def import_torch() -> Any:
-    """Import torch, or fail with an actionable message."""
+    """Import torch, or fail with an actionable message.
+
+    Returns
+    -------
+    torch : module
+    """
     try:
         import torch
     except ImportError as exc:  # pragma: no cover - torch is a hard dependency
@@ -20,7 +25,12 @@ def import_torch() -> Any:
 
 
 def import_open_clip() -> Any:
-    """Import open_clip, or fail with an actionable message."""
+    """Import open_clip, or fail with an actionable message.
+
+    Returns
+    -------
+    open_clip : module
+    """
     try:
         import open_clip
     except ImportError as exc:  # pragma: no cover - open_clip is a hard dependency
@@ -36,6 +46,20 @@ def resolve_device(device: Any = "auto") -> Any:
 
     ``"auto"`` picks the first CUDA device when one is usable and the CPU otherwise,
     so that an estimator fitted on a GPU machine still runs on a CPU-only one.
+
+    Parameters
+    ----------
+    device : str, torch.device or None, default="auto"
+        The device asked for; None means ``"auto"``.
+
+    Returns
+    -------
+    device : torch.device
+
+    Raises
+    ------
+    ValueError
+        For a string torch does not know, or a CUDA device on a machine without CUDA.
     """
     torch = import_torch()
     if device is None or (isinstance(device, str) and device == "auto"):
@@ -59,6 +83,15 @@ def usable_device(device: Any = "auto") -> Any:
 
     Used by fitted estimators at transform time, so that one pickled on a GPU machine
     with ``device="cuda"`` still runs on a CPU-only one (with a warning).
+
+    Parameters
+    ----------
+    device : str, torch.device or None, default="auto"
+        The device asked for.
+
+    Returns
+    -------
+    device : torch.device
     """
     torch = import_torch()
     if isinstance(device, str) and device.startswith("cuda") and not torch.cuda.is_available():
@@ -79,6 +112,29 @@ def run_split_on_oom(fn, x, *, combine, fallback=None, what="batch"):
     ``combine(first, second, n_first)`` joins the results of the halves in order, so no
     row is lost or reordered. When even one row does not fit, ``fallback(x)`` runs it
     (e.g. on the CPU) with a warning; without a fallback the error propagates.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(x)`` computes the result for a batch.
+    x : sequence or tensor
+        The batch; sliceable along its first axis.
+    combine : callable
+        ``combine(first, second, n_first)`` joins the results of two consecutive halves.
+    fallback : callable or None, default=None
+        Runs a single row that does not fit on the device.
+    what : str, default="batch"
+        What a row is, for the warning.
+
+    Returns
+    -------
+    result : object
+        ``fn(x)``, or the halves' results joined by ``combine``.
+
+    Raises
+    ------
+    torch.OutOfMemoryError
+        When a single row does not fit and there is no ``fallback``.
     """
     torch = import_torch()
     try:

@@ -4,20 +4,29 @@ from __future__ import annotations
 
 import difflib
 import os
+from contextlib import contextmanager
 from numbers import Integral, Real
 
 import numpy as np
 import scipy.sparse as sp
 from joblib import Parallel, delayed, effective_n_jobs
-from sklearn.base import BaseEstimator, TransformerMixin, _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval, Options, StrOptions
-from sklearn.utils._set_output import _get_output_config
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
-from ._dictionary import _resolve_cache_dir, build_dictionary, concept_embeddings, normalize_rows
-from ._embedding_cache import cached_encode
+from ._compat import (
+    HasMethods,
+    Interval,
+    Options,
+    StrOptions,
+    _check_feature_names_in,
+    _fit_context,
+    _get_output_config,
+)
+from ._dictionary import build_dictionary, concept_embeddings, normalize_rows
+from ._embedding import check_embeddings, embed_inputs
 from ._encoder import OpenCLIPEncoder
-from ._solver import nonnegative_lasso
+from ._inputs import MATRIX, Inputs, classify_inputs
+from ._solver import _nonnegative_lasso, _prepare_dictionary
 from ._torch_utils import resolve_device, usable_device
 from ._vocabulary import VOCABULARIES, load_reference_mean, load_vocabulary
 
@@ -27,24 +36,22 @@ __all__ = ["SpliceTransformer"]
 _CHUNK = 8192
 
 
-def _is_matrix_input(X) -> bool:
-    """Numeric 2-D input (embeddings or features) goes through ``validate_data``.
+def _fitted_attributes(est) -> list[str]:
+    return [k for k in vars(est) if k.endswith("_") and not k.startswith("__")]
 
-    Lists of paths, PIL images, image arrays or strings go to the encoder unchanged.
-    """
-    if sp.issparse(X):
-        return True
-    if isinstance(X, np.ndarray):
-        return X.ndim <= 2 and X.dtype.kind in "biufc"
-    if hasattr(X, "iloc"):  # pandas: a column of paths or texts is a list of inputs
-        return _pandas_column(X) is None
-    if hasattr(X, "__array__") and not hasattr(X, "getpixel"):
-        return True  # DataFrames and array wrappers
-    if isinstance(X, (list, tuple)) and len(X) and isinstance(X[0], (list, tuple)):
-        return True
-    if isinstance(X, (list, tuple)) and len(X) and isinstance(X[0], (Real, np.number)):
-        return True  # a 1-D list of numbers: validate_data explains it must be 2-D
-    return False
+
+@contextmanager
+def _all_or_nothing(est):
+    """Fitting either completes or leaves the estimator's fitted state as it was."""
+    saved = {k: getattr(est, k) for k in _fitted_attributes(est)}
+    try:
+        yield
+    except BaseException:
+        for k in _fitted_attributes(est):
+            delattr(est, k)
+        for k, v in saved.items():
+            setattr(est, k, v)
+        raise
 
 
 def _unit_sum(E):
@@ -56,29 +63,6 @@ def _unit_sum(E):
         total += U.sum(axis=0)
         count += int(U.any(axis=1).sum())
     return total, count
-
-
-def _pandas_column(X):
-    """The values of a pandas Series, or of a one-column DataFrame, that is not numeric."""
-    if getattr(X, "ndim", 0) == 2:
-        if X.shape[1] != 1:
-            return None
-        X = X.iloc[:, 0]
-    if getattr(X, "ndim", 0) != 1 or np.asarray(X).dtype.kind in "biufc":
-        return None
-    return list(X)
-
-
-def _as_item_list(X):
-    """Inputs to embed one by one (so they can be cached), or None to pass X on as is."""
-    if isinstance(X, (list, tuple)) and len(X):
-        return list(X)
-    if isinstance(X, np.ndarray) and X.ndim in (1, 4) and X.dtype.kind in "OUu" and len(X):
-        return list(X)
-    if hasattr(X, "iloc"):
-        items = _pandas_column(X)
-        return items if items else None
-    return None
 
 
 class SpliceTransformer(TransformerMixin, BaseEstimator):
@@ -98,8 +82,10 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
     ----------
     encoder : object, default=None
         Anything with ``encode_image(inputs) -> (n, d) array`` and
-        ``encode_text(list_of_str) -> (n, d) array``. ``None`` means the paper's backbone,
-        ``OpenCLIPEncoder("ViT-B-32", "laion2b_s34b_b79k")``.
+        ``encode_text(list_of_str) -> (n, d) array``, returning exactly one row per input
+        in the order given (checked: a wrong row count, width, NaN or infinity is an
+        error). ``None`` means the paper's backbone,
+        ``OpenCLIPEncoder("ViT-B-32", "laion2b_s34b_b79k", device=device)``.
     vocabulary : {"laion", "laion_bigrams", "mscoco"} or list of str, default="laion"
         The concepts: a shipped vocabulary or your own list of strings.
     vocabulary_size : int or None, default=10000
@@ -112,11 +98,14 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         Mean embedding used to centre inputs. ``"fit"``: the mean of the unit-normalised
         embeddings of the inputs given to ``fit``. ``"reference"``: the shipped MSCOCO mean
         of the backbone (only for the four backbones in ``REFERENCE_MEANS``). An array: used
-        as given.
+        as given. ``"reference"`` is resolved before anything is encoded, so a backbone
+        without a shipped mean fails at once.
     modality : {"image", "text"}, default="image"
         Decompose image embeddings, or text embeddings of input strings.
     exclude_concepts : list of str, default=None
-        Concept names whose weights are set to zero after solving (intervention).
+        Concept names whose weights are set to zero after solving (intervention). Read
+        at ``transform`` time, so ``set_params(exclude_concepts=...)`` on a fitted
+        transformer takes effect; names are checked against the vocabulary.
     sparse_output : bool, default=True
         ``transform`` returns a CSR matrix; ``False`` gives a dense array. Under
         ``set_output(transform="pandas")`` the output is a dense DataFrame either way.
@@ -129,7 +118,8 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
     batch_size : int, default=256
         Samples solved together.
     device : str, default="auto"
-        Device of the solver: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
+        Device of the solver, and of the default encoder when ``encoder=None``:
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
     cache_dir : str, path, None or False, default=None
         Folder of the on-disk caches (concept embeddings, and input embeddings when
         ``embedding_cache``); ``None`` uses ``$SKLEARN_SPLICE_CACHE_DIR`` or
@@ -139,7 +129,9 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         every clone in the process, and on disk (one small file per input under
         ``cache_dir``) for joblib workers, so that a grid search embeds each image once.
         Inputs are keyed by content (path + size + mtime for files, a hash for arrays, PIL
-        images and strings). Only encoders with a ``cache_identity()`` method are cached.
+        images and strings). The encoder is identified by its ``cache_identity()`` method,
+        or, for a scikit-learn estimator, by its class and parameters; other encoders are
+        not cached (with a warning).
     n_jobs : int, default=None
         Chunks of rows solved in parallel by ``transform`` (joblib threads; torch releases
         the GIL). ``None`` means 1 unless in a ``joblib.parallel_config`` context.
@@ -157,7 +149,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
     mean_ : ndarray of shape (d,), float32
         Mean embedding subtracted before decomposing.
     excluded_indices_ : ndarray of int
-        Columns zeroed by ``exclude_concepts``.
+        Columns zeroed by the current ``exclude_concepts``.
     n_samples_seen_ : int
         Inputs with a nonzero embedding that the fitted mean averages (0 for a given mean).
     n_features_in_ : int
@@ -176,6 +168,8 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
     >>> import numpy as np
     >>> from sklearn_splice import SpliceTransformer
     >>> class ToyEncoder:  # stands in for CLIP: fixed random vectors of width 8
+    ...     def cache_identity(self):
+    ...         return "toy"
     ...     def encode_text(self, texts):
     ...         rng = np.random.RandomState(0)
     ...         return rng.randn(len(texts), 8)
@@ -256,6 +250,9 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
     def fit(self, X, y=None):
         """Build the concept dictionary and the mean embedding.
 
+        Fitting is all or nothing: when it fails, the transformer keeps the fitted state
+        it had before (or stays unfitted).
+
         Parameters
         ----------
         X : list of inputs or array-like of shape (n_samples, d)
@@ -267,10 +264,13 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         self : SpliceTransformer
+            The fitted transformer.
         """
-        self._fit(X)
+        with _all_or_nothing(self):
+            self._fit(X, need_embeddings=False)
         return self
 
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit_transform(self, X, y=None):
         """Fit, then return the concept weights of ``X``, embedding ``X`` only once.
 
@@ -284,25 +284,11 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         Returns
         -------
         W : csr_matrix or ndarray of shape (n_samples, n_concepts)
+            As ``transform`` returns them.
         """
-        self._validate_params()
-        Z = self._fit(X)
-        if Z is None:
-            Z = self._embed(X, reset=False)
-        return self._decompose(Z)
-
-    def _fit(self, X):
-        """Fit the state; returns the embeddings of X when they were needed."""
-        self._check_files_exist(X)
-        self._setup()
-        if self._mean_is_fitted():
-            E = self._embed(X, reset=True)
-            self._update_mean(E, first=True)
-            return E
-        # A given mean needs no embeddings at fit time; only check the input's form.
-        self._set_given_mean()
-        self._check_input(X, reset=True)
-        return None
+        with _all_or_nothing(self):
+            E = self._fit(X, need_embeddings=True)
+        return self._decompose(E)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y=None):
@@ -311,43 +297,73 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         For data that does not fit in memory: with ``image_mean="fit"`` the mean is the
         running mean of the unit-normalised embeddings of every batch seen so far (equal
         to ``fit`` on all of them at once). Changing parameters between calls needs a new
-        estimator.
+        estimator. A rejected batch leaves the state as it was before the call.
 
         Parameters
         ----------
         X : list of inputs or array-like of shape (n_samples, d)
+            One batch, as in ``fit``.
         y : None
             Ignored.
 
         Returns
         -------
         self : SpliceTransformer
+            The updated transformer.
         """
-        first = not hasattr(self, "components_")
-        if first:
-            self._setup()
-        if self._mean_is_fitted():
-            self._update_mean(self._embed(X, reset=first), first=first)
-        else:
-            if first:
-                self._set_given_mean()
-            self._check_input(X, reset=first)
+        with _all_or_nothing(self):
+            if not self.__sklearn_is_fitted__():
+                self._fit(X, need_embeddings=False)
+            else:
+                inputs = self._classify(X, reset=False)
+                if self._mean_is_fitted():
+                    self._fold_into_mean(self._embed(inputs), first=False)
         return self
 
-    def _check_files_exist(self, X):
-        """Name a missing image file before the (slow) concept dictionary is built."""
-        encoder = OpenCLIPEncoder() if self.encoder is None else self.encoder
-        if self.modality != "image" or getattr(encoder, "on_error", "raise") != "raise":
-            return
-        items = None if _is_matrix_input(X) else _as_item_list(X)
-        for i, item in enumerate(items or ()):
-            if isinstance(item, (str, os.PathLike)) and not os.path.exists(item):
-                raise FileNotFoundError(f"Image {i} ({os.fspath(item)}) does not exist.")
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "components_")
+
+    def _fit(self, X, *, need_embeddings):
+        """Fit every attribute; returns the embeddings of X when they were computed.
+
+        The cheap checks come first (vocabulary, excluded names, a given mean), then the
+        inputs are embedded, then the concept dictionary is built.
+        """
+        concepts = np.asarray(load_vocabulary(self.vocabulary, self.vocabulary_size), dtype=object)
+        self._excluded_indices(concepts)
+        resolve_device(self.device)  # an unusable device fails now, not after encoding
+        encoder = OpenCLIPEncoder(device=self.device) if self.encoder is None else self.encoder
+        given_mean = None if self._mean_is_fitted() else self._given_mean(encoder)
+        inputs = self._classify(X, reset=True)
+        E = None
+        if self._mean_is_fitted() or need_embeddings:
+            E = self._embed(inputs, encoder)
+        unit = concept_embeddings(
+            encoder, list(concepts), cache_dir=self.cache_dir, verbose=self.verbose
+        )
+        components = build_dictionary(unit)
+        d = components.shape[1]
+        if E is not None:
+            self._check_width(E, d, encoder)
+        if given_mean is not None and given_mean.shape != (d,):
+            raise ValueError(
+                f"image_mean has shape {given_mean.shape} but the embeddings have width {d}; "
+                f"it must have shape ({d},)."
+            )
+        self.encoder_ = encoder
+        self.concepts_ = concepts
+        self.components_ = components
+        if given_mean is None:
+            self._fold_into_mean(E, first=True)
+        else:
+            self.mean_ = given_mean.astype(np.float32)
+            self.n_samples_seen_ = 0
+        return E
 
     def _mean_is_fitted(self):
         return isinstance(self.image_mean, str) and self.image_mean == "fit"
 
-    def _update_mean(self, E, *, first):
+    def _fold_into_mean(self, E, *, first):
         """Fold the unit embeddings of E into the running mean (all-zero rows skipped)."""
         total, count = _unit_sum(E)
         seen = 0 if first else self.n_samples_seen_
@@ -360,56 +376,51 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         self.mean_ = ((previous + total) / (seen + count)).astype(np.float32)
         self.n_samples_seen_ = seen + count
 
-    def _set_given_mean(self):
-        self.mean_ = np.asarray(self._given_mean(self.components_.shape[1]), dtype=np.float32)
-        self.n_samples_seen_ = 0
-
-    def _setup(self):
-        """The parts of the fitted state that do not depend on the inputs."""
-        resolve_device(self.device)  # an unusable device fails now, not after encoding
-        self.encoder_ = OpenCLIPEncoder() if self.encoder is None else self.encoder
-        self.concepts_ = np.asarray(
-            load_vocabulary(self.vocabulary, self.vocabulary_size), dtype=object
-        )
-        self.excluded_indices_ = self._excluded_indices()
-        emb = concept_embeddings(
-            self.encoder_, list(self.concepts_), cache_dir=self.cache_dir, verbose=self.verbose
-        )
-        self.components_ = build_dictionary(emb)
-
-    def _given_mean(self, d):
+    def _given_mean(self, encoder):
+        """The mean of ``image_mean="reference"`` or of an array, checked before any encoding."""
         if isinstance(self.image_mean, str):  # "reference"
-            enc = self.encoder_
             if self.modality != "image":
                 raise ValueError(
                     "image_mean='reference' is an MSCOCO image mean; with modality='text' "
                     "use image_mean='fit' or pass an array."
                 )
-            if not isinstance(enc, OpenCLIPEncoder) or enc.pretrained is None:
+            backbone = getattr(encoder, "backbone", None)
+            name = backbone() if callable(backbone) else None
+            if name is None or name[1] is None:
                 raise ValueError(
-                    "image_mean='reference' needs an OpenCLIPEncoder with a pretrained tag "
-                    "that has a shipped mean; use image_mean='fit' or pass an array of shape (d,)."
+                    "image_mean='reference' needs to know which pretrained weights the encoder "
+                    "holds: use OpenCLIPEncoder with a pretrained tag, or with "
+                    "pretrained=<checkpoint file> and pretrained_tag=<the tag it is a copy of>; "
+                    "otherwise use image_mean='fit' or pass an array of shape (d,)."
                 )
-            mean = load_reference_mean(enc._architecture(), os.fspath(enc.pretrained))
+            mean = load_reference_mean(*name)
         else:
             mean = check_array(
-                np.asarray(self.image_mean), ensure_2d=False, dtype=np.float64, input_name="image_mean"
+                np.asarray(self.image_mean),
+                ensure_2d=False,
+                dtype=np.float64,
+                input_name="image_mean",
             )
-        if mean.shape != (d,):
+            if mean.ndim != 1:
+                raise ValueError(f"image_mean must be 1-D of shape (d,), got shape {mean.shape}.")
+        width = getattr(encoder, "embedding_dim", None)
+        if isinstance(width, Integral) and mean.shape != (width,):
             raise ValueError(
-                f"image_mean has shape {mean.shape} but the embeddings have width {d}; "
-                f"it must have shape ({d},)."
+                f"image_mean has shape {mean.shape} but the encoder's embeddings have width "
+                f"{width}; it must have shape ({width},)."
             )
         return mean
 
-    def _excluded_indices(self):
+    def _excluded_indices(self, concepts):
         if self.exclude_concepts is None:
             return np.zeros(0, dtype=np.intp)
-        names = [self.exclude_concepts] if isinstance(self.exclude_concepts, str) else list(
-            self.exclude_concepts
+        names = (
+            [self.exclude_concepts]
+            if isinstance(self.exclude_concepts, str)
+            else list(self.exclude_concepts)
         )
-        position = {c: i for i, c in enumerate(self.concepts_)}
-        missing = [n for n in names if n not in position]
+        position = {c: i for i, c in enumerate(concepts)}
+        missing = [n for n in names if not isinstance(n, str) or n not in position]
         if missing:
             hints = []
             for name in missing:
@@ -421,41 +432,46 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
             )
         return np.array(sorted({position[n] for n in names}), dtype=np.intp)
 
+    @property
+    def excluded_indices_(self):
+        """Columns zeroed by the current ``exclude_concepts`` (ndarray of int)."""
+        check_is_fitted(self)
+        return self._excluded_indices(self.concepts_)
+
     # -- embedding --------------------------------------------------------------------
-    def _check_input(self, X, *, reset):
-        """Validate numeric matrices (recording ``n_features_in_``); pass other inputs on."""
-        if _is_matrix_input(X):
-            return validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+    def _classify(self, X, *, reset):
+        """What X is, decided once; numeric matrices are validated (``n_features_in_``)."""
+        inputs = classify_inputs(X)
+        if inputs.is_matrix:
+            X = validate_data(self, inputs.data, reset=reset, dtype=[np.float64, np.float32])
+            return Inputs(MATRIX, X)
         if reset:
             for attr in ("n_features_in_", "feature_names_in_"):
                 if hasattr(self, attr):
                     delattr(self, attr)
-        return X
+        return inputs
 
-    def _embed(self, X, *, reset):
-        """Embeddings of X as the encoder gives them (not normalised), shape (n_samples, d)."""
-        encode = self.encoder_.encode_image if self.modality == "image" else self.encoder_.encode_text
-        X = self._check_input(X, reset=reset)
-        items = _as_item_list(X)
-        identity = getattr(self.encoder_, "cache_identity", None)
-        if items is not None and self.embedding_cache and callable(identity):
-            folder = _resolve_cache_dir(self.cache_dir)
-            E = cached_encode(encode, identity(), items, self.modality, folder)
-        else:
-            E = np.asarray(encode(X if items is None else items))
-        d = self.components_.shape[1]
-        if E.ndim != 2 or E.shape[1] != d:
-            raise ValueError(
-                f"The encoder returned embeddings of shape {E.shape}, but the concept "
-                f"dictionary has width {d}."
-            )
-        if not np.isfinite(E).all():
-            bad = np.flatnonzero(~np.isfinite(E).all(axis=1))
-            raise ValueError(
-                f"The embeddings of {len(bad)} input(s) contain NaN or infinite values "
-                f"(rows {bad[:10].tolist()})."
-            )
+    def _embed(self, inputs, encoder=None):
+        """Checked embeddings of classified inputs, as the encoder gives them.
+
+        With the fitted encoder (``encoder=None``), the width must be the dictionary's.
+        """
+        fitted = encoder is None
+        encoder = self.encoder_ if fitted else encoder
+        E = embed_inputs(
+            encoder,
+            inputs,
+            self.modality,
+            use_cache=self.embedding_cache,
+            cache_dir=self.cache_dir,
+        )
+        if fitted:
+            self._check_width(E, self.components_.shape[1], encoder)
         return E
+
+    def _check_width(self, E, d, encoder):
+        source = f"{type(encoder).__name__}.encode_{self.modality}"
+        check_embeddings(E, E.shape[0], width=d, source=source)
 
     # -- transforming -----------------------------------------------------------------
     def transform(self, X):
@@ -472,32 +488,33 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
             Nonnegative float64 weights; a CSR matrix when ``sparse_output=True``.
         """
         check_is_fitted(self)
-        return self._decompose(self._embed(X, reset=False))
+        return self._decompose(self._embed(self._classify(X, reset=False)))
 
     def _decompose(self, E):
         """Sparse codes of raw embeddings, a chunk of rows at a time (bounded memory).
 
         An all-zero embedding has no direction: its row of weights is all zero.
         """
+        excluded = self._excluded_indices(self.concepts_)
         device = usable_device(self.device)
+        prepared = _prepare_dictionary(self.components_, device)
         mean = self.mean_.astype(np.float64)
 
         def solve(rows):
             U = normalize_rows(np.asarray(E[rows], dtype=np.float64))
             Zc = normalize_rows(U - mean)
             Zc[~U.any(axis=1)] = 0.0
-            return nonnegative_lasso(
+            codes, _ = _nonnegative_lasso(
                 Zc,
-                self.components_,
+                prepared,
                 self.l1_penalty,
                 solver=self.solver,
                 tol=self.tol,
                 max_iter=self.max_iter,
                 batch_size=self.batch_size,
-                device=device,
-                sparse_output=True,
                 verbose=bool(self.verbose),
             )
+            return codes
 
         n = E.shape[0]
         n_jobs = effective_n_jobs(self.n_jobs)
@@ -508,9 +525,9 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         else:
             parts = [solve(c) for c in chunks]
         W = parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
-        if self.excluded_indices_.size:
+        if excluded.size:
             keep = np.ones(W.shape[1])
-            keep[self.excluded_indices_] = 0.0
+            keep[excluded] = 0.0
             W = sp.csr_matrix(W @ sp.diags(keep))
             W.eliminate_zeros()
         dense_container = _get_output_config("transform", self)["dense"] != "default"
@@ -519,16 +536,27 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         return W.toarray()
 
     def embed(self, X):
-        """Unit-normalised CLIP embeddings of ``X`` (before centring), shape (n_samples, d).
+        """Unit-normalised CLIP embeddings of ``X`` (before centring).
 
         Uses the same encoder and embedding cache as ``transform``; useful for fidelity
         (:func:`decomposition_quality`) and for zero-shot classification of dense embeddings.
+
+        Parameters
+        ----------
+        X : list of inputs or array-like of shape (n_samples, d)
+            As in ``fit``.
+
+        Returns
+        -------
+        Z : ndarray of shape (n_samples, d)
+            Unit-norm float64 rows (all-zero for unreadable inputs).
         """
         check_is_fitted(self)
-        return normalize_rows(np.asarray(self._embed(X, reset=False), dtype=np.float64))
+        E = self._embed(self._classify(X, reset=False))
+        return normalize_rows(np.asarray(E, dtype=np.float64))
 
     def inverse_transform(self, X):
-        """Dense SpLiCE embeddings ``normalise(normalise(C^T w) + mean_)`` (SPEC.md).
+        """Dense SpLiCE embeddings ``normalise(normalise(C^T w) + mean_)``.
 
         Parameters
         ----------
@@ -544,9 +572,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         W = check_array(X, accept_sparse="csr", dtype=[np.float64, np.float32], input_name="X")
         c = self.components_.shape[0]
         if W.shape[1] != c:
-            raise ValueError(
-                f"X has {W.shape[1]} columns but the transformer has {c} concepts."
-            )
+            raise ValueError(f"X has {W.shape[1]} columns but the transformer has {c} concepts.")
         recon = np.asarray(W @ self.components_.astype(np.float64))
         return normalize_rows(normalize_rows(recon) + self.mean_.astype(np.float64))
 
@@ -555,14 +581,18 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        input_features : None
-            Ignored; present for API consistency.
+        input_features : array-like of str or None, default=None
+            Checked as scikit-learn's transformers check it: when given, it must match
+            ``feature_names_in_`` (or have ``n_features_in_`` entries) of a transformer
+            fitted on a numeric matrix. It does not change the output names.
 
         Returns
         -------
         feature_names_out : ndarray of str objects
+            The concept words.
         """
         check_is_fitted(self)
+        _check_feature_names_in(self, input_features, generate_names=False)
         return np.asarray(self.concepts_, dtype=object)
 
     def __sklearn_tags__(self):

@@ -14,7 +14,7 @@ import numpy as np
 
 __all__ = ["VOCABULARIES", "load_vocabulary", "load_reference_mean", "REFERENCE_MEANS"]
 
-#: Shipped vocabularies: name -> (file, whether "top k" means the last k lines).
+#: Shipped vocabularies: name -> file under data/vocab, least frequent concept first.
 VOCABULARIES = {
     "laion": "laion.txt",
     "laion_bigrams": "laion_bigrams.txt",
@@ -118,9 +118,9 @@ def load_reference_mean(model_name: str, pretrained: str) -> np.ndarray:
     Parameters
     ----------
     model_name : str
-        open_clip architecture, e.g. ``"ViT-B-32"``.
+        The open_clip architecture, e.g. ``"ViT-B-32"``.
     pretrained : str
-        open_clip pretrained tag, e.g. ``"laion2b_s34b_b79k"`` or ``"openai"``.
+        The open_clip pretrained tag, e.g. ``"laion2b_s34b_b79k"`` or ``"openai"``.
 
     Returns
     -------

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.utils._param_validation import HasMethods, Interval
-from sklearn.utils.validation import check_is_fitted
+import string
 from numbers import Real
 
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_array, check_is_fitted
+
+from ._compat import HasMethods, Interval, _fit_context
 from ._dictionary import normalize_rows
+from ._embedding import check_embeddings, embed_inputs
 from ._encoder import OpenCLIPEncoder
+from ._inputs import classify_inputs
 
 __all__ = ["ZeroShotClassifier"]
 
@@ -31,7 +35,8 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         Text for each class, in the order of ``classes_``. ``None`` uses the labels in
         ``y`` (``np.unique(y)``), which must then be strings.
     templates : str or list of str, default="A photo of a {}."
-        Prompt templates with one ``{}`` for the class name; several are averaged.
+        Prompt templates with exactly one ``{}`` for the class name (and no other
+        replacement field); several are averaged.
     temperature : float, default=100.0
         Logit scale of ``predict_proba`` (CLIP's is 100).
 
@@ -63,7 +68,9 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         "temperature": [Interval(Real, 0, None, closed="neither")],
     }
 
-    def __init__(self, encoder=None, *, class_names=None, templates="A photo of a {}.", temperature=100.0):
+    def __init__(
+        self, encoder=None, *, class_names=None, templates="A photo of a {}.", temperature=100.0
+    ):
         self.encoder = encoder
         self.class_names = class_names
         self.templates = templates
@@ -77,70 +84,143 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         ----------
         X : ignored
             Zero-shot: nothing is learned from the inputs.
-        y : array-like
+        y : array-like of shape (n_samples,)
             Class labels (their unique values become ``classes_``).
 
         Returns
         -------
         self : ZeroShotClassifier
+            The fitted classifier.
         """
         if y is None:
             raise ValueError("ZeroShotClassifier.fit needs y (the class labels).")
-        self.classes_ = np.unique(np.asarray(y))
-        names = self.classes_ if self.class_names is None else list(self.class_names)
-        if len(names) != len(self.classes_):
+        classes = np.unique(np.asarray(y))
+        names = list(classes) if self.class_names is None else list(self.class_names)
+        if len(names) != len(classes):
             raise ValueError(
-                f"class_names has {len(names)} entries for {len(self.classes_)} classes {list(self.classes_)}."
+                f"class_names has {len(names)} entries for {len(classes)} classes {list(classes)}."
             )
+        for i, name in enumerate(names):
+            if not isinstance(name, (str, np.str_)):
+                what = "the labels in y" if self.class_names is None else "class_names"
+                raise TypeError(
+                    f"Class name {i} ({name!r}, from {what}) is a {type(name).__name__}; class "
+                    "names must be strings. Pass class_names=[...] with one text per class "
+                    "when the labels are not."
+                )
         templates = [self.templates] if isinstance(self.templates, str) else list(self.templates)
-        if not templates or any("{}" not in t for t in templates):
-            raise ValueError("Every template needs one '{}' where the class name goes.")
-        self.encoder_ = OpenCLIPEncoder() if self.encoder is None else self.encoder
-        prompts = [t.format(name) for name in names for t in templates]
-        T = normalize_rows(np.asarray(self.encoder_.encode_text(prompts), dtype=np.float64))
+        if not templates:
+            raise ValueError("templates is empty; give at least one, e.g. 'A photo of a {}.'.")
+        for i, template in enumerate(templates):
+            _check_template(i, template)
+        encoder = OpenCLIPEncoder() if self.encoder is None else self.encoder
+        prompts = [t.format(str(name)) for name in names for t in templates]
+        source = f"{type(encoder).__name__}.encode_text (on the prompts)"
+        T = check_embeddings(encoder.encode_text(prompts), len(prompts), source=source)
+        T = normalize_rows(np.asarray(T, dtype=np.float64))
         T = T.reshape(len(names), len(templates), -1).mean(axis=1)
+        self.encoder_ = encoder
+        self.classes_ = classes
         self.class_embeddings_ = normalize_rows(T).astype(np.float32)
         return self
 
     def _embeddings(self, X):
         d = self.class_embeddings_.shape[1]
-        if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind in "fiu":
-            E = X
+        inputs = classify_inputs(X)
+        if inputs.is_matrix:
+            E = check_array(inputs.data, dtype=[np.float64, np.float32], input_name="X")
+            if E.shape[1] != d:
+                raise ValueError(f"Expected embeddings of shape (n_samples, {d}), got {E.shape}.")
         else:
-            E = np.asarray(self.encoder_.encode_image(X))
-        if E.ndim != 2 or E.shape[1] != d:
-            raise ValueError(f"Expected embeddings of shape (n_samples, {d}), got {E.shape}.")
-        if not np.isfinite(E).all():
-            raise ValueError("X contains NaN or infinite values.")
+            E = embed_inputs(self.encoder_, inputs, "image", use_cache=True)
+            n = len(inputs.data)
+            source = f"{type(self.encoder_).__name__}.encode_image"
+            check_embeddings(E, n, width=d, source=source)
         return normalize_rows(np.asarray(E, dtype=np.float64))
 
     def decision_function(self, X):
-        """Cosine similarity of each input to each class prompt, shape (n_samples, n_classes)."""
+        """Cosine similarity of each input to each class prompt.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, d), or a list of images
+            Embeddings (dense or recomposed), or images for the encoder.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples, n_classes)
+            Cosine similarities.
+        """
         check_is_fitted(self)
         return self._embeddings(X) @ self.class_embeddings_.T.astype(np.float64)
 
     def predict_proba(self, X):
-        """Softmax of ``temperature`` times the cosine similarities."""
+        """Softmax of ``temperature`` times the cosine similarities.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, d), or a list of images
+            As in ``decision_function``.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Rows sum to 1.
+        """
         logits = self.temperature * self.decision_function(X)
         logits -= logits.max(axis=1, keepdims=True)
         p = np.exp(logits)
         return p / p.sum(axis=1, keepdims=True)
 
     def predict(self, X):
-        """The class whose prompt is most similar to each input."""
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        """The class whose prompt is most similar to each input.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, d), or a list of images
+            As in ``decision_function``.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Class labels.
+        """
+        scores = self.decision_function(X)  # first: it raises NotFittedError before fit
+        return self.classes_[np.argmax(scores, axis=1)]
 
     def score(self, X, y, sample_weight=None):
         """Accuracy of ``predict(X)`` against ``y``.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, d), or images
+        X : array-like of shape (n_samples, d), or a list of images
+            As in ``decision_function``.
         y : array-like of shape (n_samples,)
+            True labels.
         sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
 
         Returns
         -------
         score : float
+            Mean accuracy.
         """
         return super().score(X, y, sample_weight=sample_weight)
+
+
+def _check_template(i: int, template) -> None:
+    """A template has exactly one empty replacement field ``{}`` and no other."""
+    if not isinstance(template, str):
+        raise TypeError(f"Template {i} is a {type(template).__name__}; templates must be strings.")
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+    except ValueError as exc:  # an unmatched brace
+        raise ValueError(
+            f"Template {i} ({template!r}) is not a valid format string: {exc}"
+        ) from exc
+    if fields != [""]:
+        raise ValueError(
+            f"Template {i} ({template!r}) has {len(fields)} replacement field(s) "
+            f"{['{' + f + '}' for f in fields]}; it needs exactly one '{{}}' where the class "
+            "name goes (write literal braces as '{{' and '}}')."
+        )

@@ -15,11 +15,10 @@ TINY_CONFIG = {
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
     """Every test gets its own caches, on disk and in memory, so none sees another's."""
-    from sklearn_splice import _dictionary, _embedding_cache
+    from sklearn_splice._cache import clear_memory_cache
 
     monkeypatch.setenv("SKLEARN_SPLICE_CACHE_DIR", str(tmp_path / "splice-cache"))
-    _embedding_cache.clear_memory_cache()
-    _dictionary._MEMO.clear()
+    clear_memory_cache()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,15 @@
+import os
+
 import numpy as np
 import pytest
 
-from sklearn_splice._cache import cache_key, default_cache_dir, load_cached_array, save_cached_array
+from sklearn_splice._cache import (
+    cache_key,
+    default_cache_dir,
+    input_key,
+    load_cached_array,
+    save_cached_array,
+)
 
 
 def test_round_trip_and_no_temporary_files(tmp_path):
@@ -83,3 +91,20 @@ def test_two_processes_filling_one_cache(tmp_path):
     assert [p.exitcode for p in procs] == [0, 0]
     np.testing.assert_array_equal(load_cached_array(path, "k"), np.arange(20000, dtype=np.float32))
     assert [p.name for p in tmp_path.iterdir()] == ["shared.npz"]
+
+
+def test_input_keys_follow_content(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "a.png"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path)
+    first = input_key(str(path), "image")
+    assert first == input_key(path, "image")
+    Image.fromarray(np.ones((5, 4, 3), np.uint8)).save(path)
+    os.utime(path, ns=(1, 1))
+    assert input_key(str(path), "image") != first
+    a = np.zeros((4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 1
+    assert input_key(a, "image") == input_key(a.copy(), "image") != input_key(b, "image")
+    assert input_key(Image.fromarray(a), "image") != input_key(Image.fromarray(b), "image")

@@ -32,7 +32,8 @@ def base_args(tiny_clip, vocab_file, images):
 
 def test_json_output_lists_top_concepts(tiny_clip, vocab_file, image_files, capsys):
     paths, _ = image_files
-    status, out, err = run(base_args(tiny_clip, vocab_file, paths[:4]) + ["--format", "json", "--top", "3"], capsys)
+    args = base_args(tiny_clip, vocab_file, paths[:4]) + ["--format", "json", "--top", "3"]
+    status, out, err = run(args, capsys)
     assert status == 0, err
     rows = json.loads(out)
     assert [r["image"] for r in rows] == paths[:4]
@@ -54,7 +55,8 @@ def test_csv_and_table(tiny_clip, vocab_file, image_files, capsys):
 
 def test_user_errors_are_one_line(tiny_clip, vocab_file, image_files, capsys, tmp_path):
     paths, _ = image_files
-    status, out, err = run(base_args(tiny_clip, vocab_file, [paths[0], str(tmp_path / "no.jpg")]), capsys)
+    args = base_args(tiny_clip, vocab_file, [paths[0], str(tmp_path / "no.jpg")])
+    status, out, err = run(args, capsys)
     assert status == 2 and out == ""
     assert err.startswith("sklearn-splice: error: Image 1") and "no.jpg" in err
     assert len(err.strip().splitlines()) == 1
@@ -90,8 +92,8 @@ def describe_args(tiny_clip, vocab_file, folder, *extra):
 def test_describe_by_class_json_and_plot(tiny_clip, vocab_file, class_folder, capsys, tmp_path):
     png = tmp_path / "dist.png"
     status, out, err = run(
-        describe_args(tiny_clip, vocab_file, class_folder, "--by-class", "--format", "json", "--top", "3",
-                      "--plot", str(png), "--quiet"),
+        describe_args(tiny_clip, vocab_file, class_folder, "--by-class", "--format", "json",
+                      "--top", "3", "--plot", str(png), "--quiet"),
         capsys,
     )
     assert status == 0, err
@@ -114,8 +116,355 @@ def test_describe_flat_folder_table_shows_progress(tiny_clip, vocab_file, class_
 
 
 def test_describe_errors(tiny_clip, vocab_file, tmp_path, capsys):
-    status, _, err = run(describe_args(tiny_clip, vocab_file, tmp_path / "nowhere", "--by-class"), capsys)
+    args = describe_args(tiny_clip, vocab_file, tmp_path / "nowhere", "--by-class")
+    status, _, err = run(args, capsys)
     assert status == 2 and "does not exist" in err and len(err.strip().splitlines()) == 1
     (tmp_path / "empty").mkdir()
     status, _, err = run(describe_args(tiny_clip, vocab_file, tmp_path / "empty"), capsys)
     assert status == 2 and "no images found" in err
+
+
+# -- one-line errors, pipes, signals, odd files -------------------------------------------
+def cli_process(args, *, cwd=None, env=None, **popen):
+    """``python -m sklearn_splice ARGS`` in a subprocess that imports this working tree."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import sklearn_splice
+
+    root = str(Path(sklearn_splice.__file__).resolve().parents[1])
+    env = {**os.environ, **(env or {})}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+    return subprocess.Popen(
+        [sys.executable, "-m", "sklearn_splice", *args], cwd=cwd, env=env, **popen
+    )
+
+
+def cli_run(args, timeout=120, **kwargs):
+    """(status, stdout, stderr) of a finished subprocess; a hang fails the test."""
+    import subprocess
+
+    proc = cli_process(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        pytest.fail(f"sklearn-splice did not finish within {timeout} s")
+    return proc.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+
+def one_error_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sklearn-splice: error: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["decompose", "a.jpg", "--top", "abc"], "argument --top: invalid int value: 'abc'"),
+        (["decompose", "a.jpg", "--top", "0"], "argument --top: must be at least 1"),
+        (["decompose", "a.jpg", "--l1-penalty", "nan"], "argument --l1-penalty:"),
+        (["decompose", "a.jpg", "--bogus"], "unrecognized arguments: --bogus"),
+        (["decompose", "a.jpg", "--top"], "argument --top: expected one argument"),
+        (["decompose"], "the following arguments are required: images"),
+        (["decompose", "a.jpg", "--format", "xml"], "argument --format: invalid choice"),
+        (["frobnicate"], "argument command: invalid choice: 'frobnicate'"),
+        ([], "the following arguments are required: command"),
+    ],
+)
+def test_usage_errors_are_one_line(argv, expected, capsys):
+    status, out, err = run(argv, capsys)
+    assert status == 2 and out == ""
+    line = one_error_line(err)
+    assert line.startswith(f"sklearn-splice: error: {expected}") and "--help" in line
+
+
+def test_help_is_still_full(capsys):
+    status, out, err = run(["decompose", "--help"], capsys)
+    assert status == 0 and err == ""
+    assert out.startswith("usage: sklearn-splice decompose") and "--pretrained-tag" in out
+
+
+def long_vocabulary(tmp_path):
+    """Concepts of about 4,600 characters, so that the output overflows a pipe's buffer."""
+    path = tmp_path / "long.txt"
+    path.write_text("\n".join(f"{w} " + "very long concept name " * 200 for w in WORDS))
+    return str(path)
+
+
+def test_closed_pipe_exits_quietly(tiny_clip, image_files, tmp_path):
+    import subprocess
+
+    paths, _ = image_files
+    args = base_args(tiny_clip, long_vocabulary(tmp_path), paths * 4)  # output of about 1 MB
+    with open(tmp_path / "stderr", "w+b") as err:
+        proc = cli_process(args, stdout=subprocess.PIPE, stderr=err)
+        try:
+            first = proc.stdout.readline()  # the rest no longer fits in the pipe
+            proc.stdout.close()  # like `| head -1`
+            status = proc.wait(timeout=120)
+        finally:
+            proc.kill()
+        err.seek(0)
+        message = err.read().decode()
+    assert first.startswith(paths[0].encode()) and message == ""
+    assert status == 141  # 128 + SIGPIPE, what a shell shows for `yes | head -1`
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+def test_every_format_into_a_closed_pipe(
+    fmt, tiny_clip, vocab_file, image_files, monkeypatch, capsys
+):
+    import os
+    import sys
+
+    paths, _ = image_files
+    reader, writer = os.pipe()
+    os.close(reader)  # nobody reads: the first write fails with EPIPE
+    with open(writer, "w", encoding="utf-8") as closed:
+        monkeypatch.setattr(sys, "stdout", closed)
+        status = main(base_args(tiny_clip, vocab_file, paths[:2]) + ["--format", fmt])
+    assert status == 141 and capsys.readouterr().err == ""
+
+
+def test_ctrl_c_is_one_line(tiny_clip, vocab_file, image_files, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import threading
+    import time
+
+    paths, _ = image_files
+    folder = os.path.dirname(paths[0])
+    names = [os.path.basename(p) for p in paths] * 400  # seconds of encoding
+    args = base_args(tiny_clip, vocab_file, names)
+    args.remove("--quiet")  # the progress bar says when the images are being encoded
+    proc = cli_process(args, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    err = bytearray()
+    chunks = iter(lambda: os.read(proc.stderr.fileno(), 4096), b"")
+    reader = threading.Thread(target=lambda: [err.extend(c) for c in chunks], daemon=True)
+    reader.start()
+    try:
+        deadline = time.monotonic() + 120
+        while b"encoding images" not in err and proc.poll() is None:
+            assert time.monotonic() < deadline, "no progress bar within 120 s"
+            time.sleep(0.01)
+        assert proc.poll() is None, bytes(err).decode()
+        proc.send_signal(signal.SIGINT)
+        status = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    reader.join(timeout=10)
+    text = bytes(err).decode()
+    assert status == 130
+    assert text.splitlines()[-1] == "sklearn-splice: interrupted" and "Traceback" not in text
+
+
+def test_vocabulary_file_problems(tiny_clip, vocab_file, image_files, tmp_path, capsys):
+    paths, _ = image_files
+    args = base_args(tiny_clip, vocab_file, paths[:2])
+    at = args.index("--vocabulary") + 1
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("cat\ncafé\n".encode("latin-1"))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    (tmp_path / "folder").mkdir()
+    cases = [
+        (latin1, "is not UTF-8 text (byte 0xe9 at offset 7); save it as UTF-8"),
+        (empty, "holds no concepts (one per line expected)"),
+        (tmp_path / "folder", "is a folder, not a file"),
+    ]
+    for path, problem in cases:
+        args[at] = str(path)
+        status, out, err = run(args, capsys)
+        assert status == 2 and out == ""
+        assert one_error_line(err) == f"sklearn-splice: error: --vocabulary {path} {problem}"
+
+
+
+def test_pipes_are_refused_without_blocking(tiny_clip, vocab_file, image_files, tmp_path):
+    import os
+
+    paths, _ = image_files
+    fifo = str(tmp_path / "pipe.jpg")
+    os.mkfifo(fifo)
+    args = base_args(tiny_clip, vocab_file, [paths[0], fifo])
+    args.remove("--quiet")  # refused before anything is encoded: no progress bar either
+    status, out, err = cli_run(args, timeout=60)
+    assert status == 2 and out == ""
+    assert one_error_line(err) == (
+        f"sklearn-splice: error: Image 1 ({fifo}) is not a regular file (a pipe, socket or "
+        "device); only image files can be read."
+    )
+    args = base_args(tiny_clip, fifo, paths[:2])
+    status, out, err = cli_run(args, timeout=60)
+    assert status == 2 and out == ""
+    assert one_error_line(err).endswith(
+        f"--vocabulary {fifo} is not a regular file (a pipe or a device?)"
+    )
+
+
+def test_plot_target_is_checked_before_encoding(
+    tiny_clip, vocab_file, class_folder, tmp_path, capsys, monkeypatch
+):
+    import sys
+
+    (tmp_path / "folder.png").mkdir()
+    cases = [
+        (tmp_path / "missing" / "chart.png", "does not exist"),
+        (tmp_path / "folder.png", "is a folder"),
+        (tmp_path / "chart.xyz", "unknown image format 'xyz'"),
+    ]
+    for path, problem in cases:
+        # no --quiet: a progress bar on stderr would mean that the encoding had started
+        args = describe_args(tiny_clip, vocab_file, class_folder, "--plot", str(path))
+        status, out, err = run(args, capsys)
+        assert status == 2 and out == ""
+        assert str(path) in one_error_line(err) and problem in err
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.backend_bases", None)
+    args = describe_args(tiny_clip, vocab_file, class_folder, "--plot", str(tmp_path / "c.png"))
+    status, _, err = run(args, capsys)
+    assert status == 2 and "needs matplotlib" in one_error_line(err)
+
+
+def test_unwritable_plot_folder(tiny_clip, vocab_file, class_folder, tmp_path, capsys, monkeypatch):
+    import os
+    from pathlib import Path
+
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if os.geteuid() == 0:  # root may write anywhere: show the check what another user gets
+        access = os.access
+        monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != locked and access(p, mode))
+    try:
+        args = describe_args(tiny_clip, vocab_file, class_folder, "--plot", str(locked / "c.png"))
+        status, _, err = run(args, capsys)
+    finally:
+        locked.chmod(0o700)
+    assert status == 2 and "no permission to write" in one_error_line(err)
+
+
+def test_pretrained_tag_gives_a_checkpoint_file_its_reference_mean(
+    tiny_clip, vocab_file, image_files, capsys
+):
+    from sklearn_splice._cli import _parse, _splice
+
+    paths, _ = image_files
+    _, checkpoint = tiny_clip
+    argv = ["decompose", *paths[:2], "--pretrained", checkpoint, "--vocabulary", vocab_file]
+    splice = _splice(_parse(argv + ["--pretrained-tag", "laion2b_s34b_b79k"]), 2)
+    assert splice.encoder.pretrained_tag == "laion2b_s34b_b79k" and splice.image_mean == "reference"
+    # without the tag, the default --image-mean reference says what to add, before any work
+    status, out, err = run(argv + ["--device", "cpu"], capsys)
+    line = one_error_line(err)
+    assert status == 2 and out == ""
+    assert "add --pretrained-tag TAG" in line and "--image-mean fit" in line
+
+
+def test_weights_unavailable_offline_is_one_line_of_cli_advice(image_files, vocab_file, tmp_path):
+    paths, _ = image_files
+    hub = str(tmp_path / "hf")  # empty: the weights were never downloaded
+    offline = {"HF_HUB_OFFLINE": "1", "HF_HOME": hub, "HF_HUB_CACHE": hub}
+    status, out, err = cli_run(
+        ["decompose", *paths[:2], "--vocabulary", vocab_file, "--device", "cpu"], env=offline
+    )
+    assert status == 2 and out == ""
+    line = one_error_line(err)  # and nothing else: no logging, no retries, no traceback
+    assert line.startswith(
+        "sklearn-splice: error: cannot download the ViT-B-32 weights 'laion2b_s34b_b79k' ("
+    )
+    assert line.endswith(
+        "; offline, pass --pretrained /path/to/checkpoint --pretrained-tag laion2b_s34b_b79k"
+    )
+
+
+def test_bugs_keep_their_traceback_and_messages_stay_one_line(monkeypatch, capsys):
+    from sklearn_splice import _cli
+    from sklearn_splice._errors import InputError
+
+    def fail_with(exc):
+        def fail(args):
+            raise exc
+        monkeypatch.setattr(_cli, "_decompose", fail)
+
+    fail_with(ValueError("the first line\n  and the second\r\nand a third"))
+    status, _, err = run(["decompose", "a.jpg"], capsys)
+    assert status == 2
+    assert one_error_line(err) == "sklearn-splice: error: the first line and the second and a third"
+    fail_with(InputError(3, "is broken.", path="x.jpg", kind="Image"))
+    status, _, err = run(["decompose", "a.jpg"], capsys)
+    assert status == 2
+    assert one_error_line(err) == "sklearn-splice: error: Image 3 (x.jpg) is broken."
+    broken_import = ImportError("cannot import name 'x'", name="sklearn_splice._y")
+    for bug in (TypeError("unexpected keyword"), KeyError("oops"), broken_import):
+        fail_with(bug)
+        with pytest.raises(type(bug)):
+            main(["decompose", "a.jpg"])
+    fail_with(ModuleNotFoundError("No module named 'pandas'", name="pandas"))  # user's to install
+    status, _, err = run(["decompose", "a.jpg"], capsys)
+    assert status == 2 and one_error_line(err) == "sklearn-splice: error: No module named 'pandas'"
+
+
+def test_odd_image_files(tiny_clip, vocab_file, image_files, tmp_path, capsys):
+    paths, _ = image_files
+    folder = tmp_path / "photo.jpg"
+    folder.mkdir()
+    args = base_args(tiny_clip, vocab_file, [paths[0], str(folder)])
+    args.remove("--quiet")  # a folder is refused before anything is encoded
+    status, out, err = run(args, capsys)
+    assert status == 2 and out == ""
+    line = one_error_line(err)
+    assert line == f"sklearn-splice: error: Image 1 ({folder}) is a directory, not an image file."
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image\n")
+    for bad in (empty, text):
+        status, out, err = run(base_args(tiny_clip, vocab_file, [paths[0], str(bad)]), capsys)
+        assert status == 2 and out == ""
+        assert one_error_line(err).startswith(f"sklearn-splice: error: Image 1 ({bad}) ")
+
+
+def test_paths_that_are_not_utf8(tiny_clip, vocab_file, image_files, tmp_path, capsys):
+    import os
+    import shutil
+
+    paths, _ = image_files
+    odd = os.path.join(tmp_path, os.fsdecode(b"caf\xe9.png"))  # undecodable bytes, as argv has them
+    shutil.copy(paths[0], odd)
+    shown = odd.encode("utf-8", "backslashreplace").decode()  # ...\udce9.png
+    args = base_args(tiny_clip, vocab_file, [odd, paths[1]])
+    status, out, err = run(args, capsys)  # a strict stdout, as in a UTF-8 locale
+    assert status == 0, err
+    assert out.startswith(f"{shown}  (")
+    status, out, _ = run(args + ["--format", "csv"], capsys)
+    assert status == 0 and list(csv.reader(io.StringIO(out)))[1][0] == shown
+    status, out, _ = run(args + ["--format", "json"], capsys)
+    assert status == 0 and json.loads(out)[0]["image"] == odd  # round-trips to the same bytes
+    os.remove(odd)
+    status, out, err = run(args, capsys)
+    assert status == 2
+    assert one_error_line(err) == f"sklearn-splice: error: Image 0 ({shown}) does not exist."
+
+
+def test_warnings_are_one_line(monkeypatch, capsys):
+    import warnings
+
+    from sklearn_splice import _cli
+
+    def warn(args):
+        warnings.warn("the weights were trained with quick_gelu=True;\n  embeddings will be off")
+        return []
+
+    monkeypatch.setattr(_cli, "_decompose", warn)
+    status, out, err = run(["decompose", "a.jpg", "--format", "json"], capsys)
+    assert status == 0 and json.loads(out) == []
+    assert err == (
+        "sklearn-splice: warning: the weights were trained with quick_gelu=True; "
+        "embeddings will be off\n"
+    )

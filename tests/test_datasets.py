@@ -3,6 +3,7 @@ import pytest
 from PIL import Image
 
 from sklearn_splice import SpliceTransformer, from_torch_dataset, load_image_folder
+from sklearn_splice._errors import InputError
 
 torch = pytest.importorskip("torch")
 
@@ -55,8 +56,74 @@ def test_from_torch_dataset_converts_tensors():
     assert images[0].shape == (4, 5, 3) and images[0].dtype == np.uint8
     assert (images[0][..., 0] == 255).all() and images[1] is pil
     assert labels.tolist() == [1, 0]
-    with pytest.raises(ValueError, match=r"dataset\[0\] is not an \(image, label\) pair"):
+    with pytest.raises(InputError, match=r"Dataset item 0 is not an \(image, label\) pair"):
         from_torch_dataset(Pairs([img]))
+
+
+def test_tensors_of_other_dtypes_and_shapes():
+    ramp = torch.linspace(0, 1, 12).reshape(1, 3, 4)
+    uint8 = (torch.arange(12, dtype=torch.uint8) * 20).reshape(3, 4)
+    data = [
+        (ramp.to(torch.bfloat16), 0),  # NumPy has no bfloat16
+        (ramp.half().expand(3, 3, 4), 1),
+        (uint8, 2),  # HxW
+        (uint8.to(torch.int64), 3),  # 8-bit values in a wider integer type
+        (torch.zeros(3, 0, 4), 4),  # empty: the encoder reports it
+    ]
+    images, _ = from_torch_dataset(Pairs(data))
+    assert images[0].shape == (3, 4, 1) and images[0].max() == 255 and images[0].min() == 0
+    assert images[1].shape == (3, 4, 3)
+    np.testing.assert_array_equal(images[2], uint8.numpy())
+    np.testing.assert_array_equal(images[3], uint8.numpy())
+    assert images[4].size == 0
+
+
+def normalised(image):
+    mean = torch.tensor([0.481, 0.458, 0.408]).view(3, 1, 1)
+    std = torch.tensor([0.269, 0.261, 0.276]).view(3, 1, 1)
+    return (image - mean) / std
+
+
+@pytest.mark.parametrize("position", [0, 2, 4])
+def test_float_tensors_that_would_clip_are_refused(position):
+    photo = torch.rand(3, 6, 6, generator=torch.Generator().manual_seed(0))
+    bad = {
+        "normalised": normalised(photo),
+        "0-255 floats": photo * 255,
+        "NaN": photo.clone().index_put_((torch.tensor([0]),), torch.tensor(float("nan"))),
+        "infinite": photo.clone().index_put_((torch.tensor([1]),), torch.tensor(float("inf"))),
+    }
+    for what, tensor in bad.items():
+        items = [(photo, k) for k in range(5)]
+        items[position] = (tensor, position)
+        with pytest.raises(InputError) as info:
+            from_torch_dataset(Pairs(items))
+        err = info.value
+        assert isinstance(err, ValueError) and err.index == position, what
+        assert str(err).startswith(f"Dataset item {position} is a float image tensor")
+        if what == "NaN":
+            assert "NaN" in err.reason
+        else:
+            lo, hi = float(tensor.min()), float(tensor.max())
+            assert f"[{lo:.4g}, {hi:.4g}]" in err.reason
+            assert "Normalize" in err.reason and "uint8" in err.reason
+
+
+def test_integer_and_boolean_tensors_out_of_range_are_refused():
+    wide = torch.arange(12).reshape(3, 2, 2) * 30  # 0 to 330
+    items = [(torch.zeros(3, 2, 2, dtype=torch.uint8), 0), (wide, 1)]
+    with pytest.raises(InputError, match=r"Dataset item 1 is an integer image tensor .*\[0, 330\]"):
+        from_torch_dataset(Pairs(items))
+    with pytest.raises(InputError, match=r"Dataset item 0 .*dtype torch.bool"):
+        from_torch_dataset(Pairs([(torch.ones(3, 2, 2, dtype=torch.bool), 0)]))
+
+
+def test_images_in_range_are_kept_exactly():
+    photo = torch.rand(3, 6, 6, generator=torch.Generator().manual_seed(1))
+    images, _ = from_torch_dataset(Pairs([(photo, 0), (torch.ones(3, 6, 6), 1)]))
+    expected = np.rint(photo.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    np.testing.assert_array_equal(images[0], expected)
+    assert (images[1] == 255).all()
 
 
 def test_pandas_column_of_paths(tiny_clip, image_files):
@@ -70,5 +137,6 @@ def test_pandas_column_of_paths(tiny_clip, image_files):
     ref = SpliceTransformer(enc, vocabulary=words, device="cpu").fit_transform(paths).toarray()
     frame = pd.DataFrame({"path": paths})
     for X in (frame["path"], frame[["path"]]):
-        out = SpliceTransformer(enc, vocabulary=words, device="cpu", embedding_cache=False).fit_transform(X)
+        splice = SpliceTransformer(enc, vocabulary=words, device="cpu", embedding_cache=False)
+        out = splice.fit_transform(X)
         np.testing.assert_allclose(out.toarray(), ref, atol=1e-6)

@@ -38,11 +38,38 @@ def test_changed_vocabulary_or_backbone_never_reuses_the_cache(tmp_path):
     assert other.n_texts == 3 and out.shape == (3, 16)
 
 
-def test_cache_can_be_disabled_and_encoders_without_identity_are_not_cached(tmp_path):
+def test_without_a_cache_folder_the_vocabulary_is_still_reused_in_memory(tmp_path):
     enc = CountingEncoder(HashingEncoder(width=8))
-    concept_embeddings(enc, ["a", "b"], cache_dir=False)
-    concept_embeddings(HashingEncoder(width=8), ["a", "b"], cache_dir=tmp_path)
-    assert not (tmp_path / "concepts").exists()
+    first = concept_embeddings(enc, ["a", "b"], cache_dir=False)
+    again = concept_embeddings(enc, ["a", "b"], cache_dir=False)
+    assert enc.n_texts == 2 and not (tmp_path / "concepts").exists()
+    np.testing.assert_array_equal(first, again)
+
+
+def test_estimators_are_identified_by_class_and_parameters(tmp_path):
+    a = concept_embeddings(HashingEncoder(width=8), ["a", "b"], cache_dir=tmp_path)
+    assert len(list((tmp_path / "concepts").glob("*.npz"))) == 1
+    b = concept_embeddings(HashingEncoder(width=6), ["a", "b"], cache_dir=tmp_path)
+    assert b.shape == (2, 6) and a.shape == (2, 8)  # other parameters: another entry
+    assert len(list((tmp_path / "concepts").glob("*.npz"))) == 2
+
+
+def test_encoders_without_identity_are_not_cached_and_say_so_once(tmp_path):
+    class Plain:  # neither cache_identity() nor an estimator
+        calls = 0
+
+        def encode_text(self, texts):
+            Plain.calls += 1
+            return HashingEncoder(width=8).encode_text(texts)
+
+    with pytest.warns(UserWarning, match="grid search.*embeds its inputs and the vocabulary again"):
+        concept_embeddings(Plain(), ["a", "b"], cache_dir=tmp_path)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the second time is silent
+        concept_embeddings(Plain(), ["a", "b"], cache_dir=tmp_path)
+    assert Plain.calls == 2 and not (tmp_path / "concepts").exists()
 
 
 def test_bad_encoder_output_is_reported():
@@ -50,7 +77,9 @@ def test_bad_encoder_output_is_reported():
         def encode_text(self, texts):
             return np.full((len(texts) - 1, 8), 1.0)
 
-    with pytest.raises(ValueError, match=r"returned shape \(1, 8\) for 2 concepts"):
+    with pytest.raises(
+        ValueError, match=r"encode_text \(on the vocabulary\) returned 1 rows for 2"
+    ):
         concept_embeddings(Broken(), ["a", "b"], cache_dir=False)
 
 

@@ -1,10 +1,8 @@
-import os
-
 import numpy as np
 import pytest
 from PIL import Image
 
-from sklearn_splice._images import image_input_id, load_image
+from sklearn_splice._images import load_image
 
 
 def test_paths_pil_and_arrays(tmp_path):
@@ -22,7 +20,7 @@ def test_modes_are_converted(tmp_path):
     assert load_image(gray).mode == "RGB"
     rgba = np.dstack([gray, gray, gray, np.full_like(gray, 128)])
     assert load_image(rgba).mode == "RGB"
-    sixteen = (gray.astype(np.uint16) * 257)
+    sixteen = gray.astype(np.uint16) * 257
     path = tmp_path / "16bit.png"
     Image.fromarray(sixteen).save(path)
     img = np.asarray(load_image(path))
@@ -52,21 +50,6 @@ def test_bad_arrays_and_types():
         load_image(5, 3)
 
 
-def test_input_ids_follow_content(tmp_path):
-    path = tmp_path / "a.png"
-    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(path)
-    first = image_input_id(str(path))
-    assert first == image_input_id(path)
-    Image.fromarray(np.ones((5, 4, 3), np.uint8)).save(path)
-    os.utime(path, ns=(1, 1))
-    assert image_input_id(str(path)) != first
-    a = np.zeros((4, 4, 3), np.uint8)
-    b = a.copy()
-    b[0, 0, 0] = 1
-    assert image_input_id(a) == image_input_id(a.copy()) != image_input_id(b)
-    assert image_input_id(Image.fromarray(a)) != image_input_id(Image.fromarray(b))
-
-
 def _save(tmp_path, name, img, **kw):
     path = tmp_path / name
     img.save(path, **kw)
@@ -90,7 +73,9 @@ def test_file_kinds_that_must_fail_name_index_and_path(tmp_path):
 def test_decompression_bomb_is_refused(tmp_path, monkeypatch):
     path = _save(tmp_path, "big.png", Image.new("RGB", (300, 300)))
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100 * 100 // 2)  # 300x300 is > 2x the limit
-    with pytest.raises(ValueError, match=r"Image 0 .*big\.png.*could not be read.*decompression bomb"):
+    with pytest.raises(
+        ValueError, match=r"Image 0 .*big\.png.*could not be read.*decompression bomb"
+    ):
         load_image(str(path), 0)
 
 

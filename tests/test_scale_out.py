@@ -64,7 +64,10 @@ def test_grid_search_on_a_dask_cluster(dask_client, tiny_clip, image_files, tmp_
     enc = OpenCLIPEncoder(config, pretrained=checkpoint, device="cpu")
     pipe = Pipeline(
         [
-            ("splice", SpliceTransformer(enc, vocabulary=WORDS, device="cpu", cache_dir=str(tmp_path))),
+            (
+                "splice",
+                SpliceTransformer(enc, vocabulary=WORDS, device="cpu", cache_dir=str(tmp_path)),
+            ),
             ("clf", LogisticRegression(max_iter=1000)),
         ]
     )
@@ -72,7 +75,9 @@ def test_grid_search_on_a_dask_cluster(dask_client, tiny_clip, image_files, tmp_
     with parallel_config(backend="dask"):
         on_dask = GridSearchCV(pipe, grid, cv=3, n_jobs=-1).fit(paths, labels)
     local = GridSearchCV(pipe, grid, cv=3).fit(paths, labels)
-    np.testing.assert_allclose(on_dask.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"])
+    np.testing.assert_allclose(
+        on_dask.cv_results_["mean_test_score"], local.cv_results_["mean_test_score"]
+    )
     # the workers filled the shared on-disk embedding cache: one file per image
     assert len(list((tmp_path / "embeddings").rglob("*.npz"))) == len(paths)
 

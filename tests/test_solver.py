@@ -1,9 +1,15 @@
+import warnings
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from sklearn.decomposition import SparseCoder
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
+from sklearn.utils._param_validation import InvalidParameterError
 
 from sklearn_splice import nonnegative_lasso
 from sklearn_splice._synthetic import make_concept_dictionary, make_sparse_signals
@@ -27,13 +33,12 @@ def test_objective_matches_sklearn_lasso(problem, lam):
     W = nonnegative_lasso(Z, D, lam)
     ref = np.array(
         [
-            Lasso(alpha=lam / (2 * d), positive=True, fit_intercept=False, tol=1e-8, max_iter=100000)
-            .fit(D.T, z)
-            .coef_
+            Lasso(alpha=lam / (2 * d), positive=True, fit_intercept=False, tol=1e-13,
+                  max_iter=10**6).fit(D.T, z).coef_
             for z in Z
         ]
     )
-    np.testing.assert_allclose(objective(W, D, Z, lam), objective(ref, D, Z, lam), rtol=1e-5)
+    np.testing.assert_allclose(objective(W, D, Z, lam), objective(ref, D, Z, lam), rtol=1e-9)
     assert (W > 0).sum() > 0
 
 
@@ -64,7 +69,9 @@ def test_fista_cross_check(problem):
     D, Z = problem
     W = nonnegative_lasso(Z[:4], D, 0.25)
     W_fista = nonnegative_lasso(Z[:4], D, 0.25, solver="fista", tol=1e-9, max_iter=50000)
-    np.testing.assert_allclose(objective(W_fista, D, Z[:4], 0.25), objective(W, D, Z[:4], 0.25), rtol=1e-6)
+    np.testing.assert_allclose(
+        objective(W_fista, D, Z[:4], 0.25), objective(W, D, Z[:4], 0.25), rtol=1e-6
+    )
     np.testing.assert_allclose(W_fista, W, atol=1e-3)
 
 
@@ -111,7 +118,8 @@ def test_duplicate_atoms_are_solvable(problem):
     D, Z = problem
     D2 = np.vstack([D, D[:50]])
     W = nonnegative_lasso(Z, D2, 0.15)
-    np.testing.assert_allclose(objective(W, D2, Z, 0.15), objective(nonnegative_lasso(Z, D, 0.15), D, Z, 0.15), rtol=1e-6)
+    W_ref = nonnegative_lasso(Z, D, 0.15)
+    np.testing.assert_allclose(objective(W, D2, Z, 0.15), objective(W_ref, D, Z, 0.15), rtol=1e-6)
 
 
 def test_sparse_output_and_dtypes(problem):
@@ -130,21 +138,27 @@ def test_not_converged_warns(problem):
 
 
 @pytest.mark.parametrize(
-    "kwargs, match",
+    "kwargs, name",
     [
-        ({"l1_penalty": -0.1}, "l1_penalty must be a nonnegative"),
-        ({"l1_penalty": float("nan")}, "l1_penalty must be a nonnegative"),
-        ({"solver": "admm"}, "solver must be one of"),
-        ({"tol": 0}, "tol must be a positive"),
-        ({"batch_size": 0}, "batch_size must be a positive"),
-        ({"max_iter": 0}, "max_iter must be a positive"),
+        ({"l1_penalty": -0.1}, "l1_penalty"),
+        ({"l1_penalty": float("nan")}, "l1_penalty"),
+        ({"l1_penalty": float("inf")}, "l1_penalty"),
+        ({"l1_penalty": "0.1"}, "l1_penalty"),
+        ({"solver": "admm"}, "solver"),
+        ({"tol": 0}, "tol"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"max_iter": 0}, "max_iter"),
+        ({"sparse_output": "yes"}, "sparse_output"),
+        ({"return_info": None}, "return_info"),
     ],
 )
-def test_bad_parameters(problem, kwargs, match):
+def test_bad_parameters(problem, kwargs, name):
     D, Z = problem
     args = {"l1_penalty": 0.25, **kwargs}
-    with pytest.raises(ValueError, match=match):
+    with pytest.raises(ValueError, match=f"The '{name}' parameter of nonnegative_lasso") as exc:
         nonnegative_lasso(Z, D, **args)
+    assert isinstance(exc.value, InvalidParameterError)
 
 
 def test_bad_shapes_and_values(problem):
@@ -166,24 +180,47 @@ def test_out_of_memory_splits_batches_without_moving_rows(problem, monkeypatch):
     from sklearn_splice import _solver
 
     D, Z = problem
+    # rows of different norms have different penalties, which must travel with them
+    Z = Z * np.array([0.3, 1, 2, 5, 0.5, 1, 1, 4, 0.2, 1, 3, 1])[:, None]
     expected = nonnegative_lasso(Z, D, 0.2)
     real, sizes = _solver._working_set_batch, []
 
-    def small_only(z, *args):
+    def small_only(z, mu, *args):
         sizes.append(z.shape[0])
+        assert mu.shape == (z.shape[0],)
         if z.shape[0] > 3:
             raise torch.OutOfMemoryError("simulated")
-        return real(z, *args)
+        return real(z, mu, *args)
 
     monkeypatch.setattr(_solver, "_working_set_batch", small_only)
     np.testing.assert_allclose(nonnegative_lasso(Z, D, 0.2, batch_size=12), expected, atol=1e-9)
     assert sizes[0] == 12 and max(s for s in sizes if s <= 3) == 3
 
 
+def test_stopping_test_has_a_round_off_floor():
+    import torch
+
+    from sklearn_splice._solver import _GAP_FLOOR, _excess_gap
+
+    # l1_penalty = 0 and a residual that no scaling makes dual feasible: the gap is the
+    # whole objective 0.5 ||r||^2, which certifies nothing relative to itself...
+    rng = np.random.RandomState(0)
+    z = torch.as_tensor(rng.standard_normal((1, 8)))
+    z /= torch.linalg.vector_norm(z)
+    direction = torch.as_tensor(rng.standard_normal((1, 8)))
+    mu, w_sum = torch.zeros(1, dtype=torch.float64), torch.ones(1, dtype=torch.float64)
+    for scale, expected in [(1e-3, 1.0), (0.5 * np.sqrt(_GAP_FLOOR), 0.0), (1e-9, 0.0)]:
+        r = scale * direction / torch.linalg.vector_norm(direction)
+        cmax = torch.full((1,), 0.5 * scale, dtype=torch.float64)  # well above any slack
+        rel = float(_excess_gap(z, r, w_sum, cmax, mu)[0])
+        # ...unless that objective is below the floor 2**-40 ||x||^2 (half: 2**-41 ||z||^2)
+        assert rel == pytest.approx(expected, abs=1e-5), scale
+        # the floor scales with ||x||^2, so the test is the same at any magnitude
+        big = _excess_gap(2.0**300 * z, 2.0**300 * r, w_sum, 2.0**300 * cmax, mu)
+        assert float(big[0]) == rel
+
+
 # -- property tests -------------------------------------------------------------------
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.extra.numpy import arrays  # noqa: E402
 
 
 @st.composite
@@ -235,7 +272,9 @@ def test_property_scaling(prob, a):
     # scaling the signal and the penalty together scales the solution
     W = nonnegative_lasso(Z, D, lam)
     Wa = nonnegative_lasso(a * Z, D, a * lam)
-    np.testing.assert_allclose(objective(Wa, D, a * Z, a * lam), a * a * objective(W, D, Z, lam), rtol=1e-5, atol=1e-9)
+    np.testing.assert_allclose(
+        objective(Wa, D, a * Z, a * lam), a * a * objective(W, D, Z, lam), rtol=1e-5, atol=1e-9
+    )
 
 
 @pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
@@ -252,3 +291,259 @@ def test_nearly_degenerate_dictionaries_converge():
     Z /= np.linalg.norm(Z, axis=1, keepdims=True)
     W, info = nonnegative_lasso(Z, D, 0.05, return_info=True)
     assert info["converged"].all()
+
+
+# -- memory layouts -------------------------------------------------------------------
+
+
+def test_any_memory_layout_gives_the_same_answer(problem):
+    D, Z = problem
+    W = nonnegative_lasso(Z, D, 0.2)
+    assert (W > 0).sum() > 0
+    # negative strides (torch refuses them), Fortran order, strided feature views
+    assert Z[::-1].strides[0] < 0
+    np.testing.assert_allclose(nonnegative_lasso(Z[::-1], D, 0.2)[::-1], W, atol=1e-12)
+    np.testing.assert_allclose(nonnegative_lasso(Z, D[::-1], 0.2)[:, ::-1], W, atol=1e-9)
+    np.testing.assert_allclose(
+        nonnegative_lasso(Z[::-1, ::-1], D[::-1, ::-1], 0.2)[::-1, ::-1], W, atol=1e-9
+    )
+    F = nonnegative_lasso(np.asfortranarray(Z), np.asfortranarray(D), 0.2)
+    np.testing.assert_allclose(F, W, atol=1e-12)
+    half = nonnegative_lasso(np.ascontiguousarray(Z[:, ::2]), np.ascontiguousarray(D[:, ::2]), 0.2)
+    assert (half > 0).sum() > 0
+    np.testing.assert_allclose(nonnegative_lasso(Z[:, ::2], D[:, ::2], 0.2), half, atol=1e-12)
+    Xv, Dv = Z[::-2, ::-2], D[:, ::-2]
+    assert not (Xv.flags.c_contiguous or Dv.flags.c_contiguous)
+    np.testing.assert_allclose(
+        nonnegative_lasso(Xv, Dv, 0.2), nonnegative_lasso(Xv.copy(), Dv.copy(), 0.2), atol=1e-12
+    )
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_read_only_inputs_are_accepted_and_never_modified(problem):
+    D, Z = problem
+    Zr, Dr = Z.copy(), D.copy()
+    Zr.flags.writeable = False
+    Dr.flags.writeable = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it is handed a read-only array
+        W = nonnegative_lasso(Zr, Dr, 0.2)
+    np.testing.assert_array_equal(W, nonnegative_lasso(Z, D, 0.2))
+    # scaled, float32 and strided inputs all go through copies, never written back
+    cases = [
+        (Z, D),
+        (Z.astype(np.float32), D.astype(np.float32)),
+        (1e150 * Z, 1e-100 * D),
+        (np.asfortranarray(3.0 * Z[::-1]), D[::-1]),
+    ]
+    for X_in, D_in in cases:
+        X_before, D_before = X_in.copy(), D_in.copy()
+        nonnegative_lasso(X_in, D_in, 0.2, sparse_output=True)
+        nonnegative_lasso(X_in, D_in, 0.2, solver="fista", max_iter=20)
+        assert np.array_equal(X_in, X_before) and np.array_equal(D_in, D_before)
+
+
+# -- magnitudes -----------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("s", [1e-200, 1e-40, 1e40, 1e200])
+def test_extreme_magnitudes_scale_the_solution(problem, s):
+    # beyond float32's range the scoring pass once overflowed to all-zero codes
+    D, Z = problem
+    W = nonnegative_lasso(Z, D, 0.1)
+    assert (W > 0).sum() > 10
+    Ws, info = nonnegative_lasso(s * Z, D, s * 0.1, return_info=True)
+    assert info["converged"].all()
+    assert np.array_equal(Ws > 0, W > 0)
+    np.testing.assert_allclose(Ws, s * W, rtol=1e-9, atol=0)
+
+
+@pytest.mark.parametrize("k", [-900, -130, 130, 900])
+def test_power_of_two_scaling_is_exact(problem, k):
+    D, Z = problem
+    W = nonnegative_lasso(Z, D, 0.1)
+    s = 2.0**k
+    np.testing.assert_array_equal(nonnegative_lasso(s * Z, D, s * 0.1), s * W)
+    np.testing.assert_array_equal(nonnegative_lasso(Z, s * D, s * 0.1), W / s)
+
+
+def test_rows_of_very_different_norms_in_one_batch():
+    from scipy.optimize import nnls
+
+    # fewer atoms than features, in general position: every minimiser below is unique
+    rng = np.random.RandomState(3)
+    D = rng.standard_normal((30, 48))
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    Z = rng.uniform(0, 1, (6, 30)) @ D + 0.3 * rng.standard_normal((6, 48))
+    X = Z.copy()
+    X[0::2] *= 1e-150
+    X[1::2] *= 1e150
+    X[4] = 0.0
+    W, info = nonnegative_lasso(X, D, 0.1e-150, return_info=True)
+    assert info["converged"].all()
+    # rows of norm ~1e-150 see a penalty of 0.1 on their scale...
+    small = 1e-150 * nonnegative_lasso(Z[[0, 2]], D, 0.1)
+    assert (small > 0).sum() > 3
+    np.testing.assert_allclose(W[[0, 2]], small, rtol=1e-9, atol=0)
+    # ...rows of norm ~1e150 one of 1e-301: nonnegative least squares
+    for i in (1, 3, 5):
+        ref = nnls(D.T, Z[i])[0]
+        assert (ref > 0).sum() > 3
+        np.testing.assert_allclose(W[i], 1e150 * ref, rtol=1e-7, atol=1e150 * 1e-9)
+    # and the all-zero row has all-zero codes
+    assert not W[4].any()
+
+
+@pytest.mark.parametrize("solver", ["working_set", "fista"])
+def test_per_row_penalties_survive_compaction(problem, solver):
+    # rows scaled differently have different penalties on their own scale, converge at
+    # different iterations and are dropped from the batch as they do
+    D, Z = problem
+    scales = np.array([0.25, 1.0, 3.0, 0.5, 8.0, 0.7])
+    X = Z[:6] * scales[:, None]
+    lam = 0.2
+    kwargs = {"tol": 1e-10, "max_iter": 100000} if solver == "fista" else {}
+    W, info = nonnegative_lasso(X, D, lam, solver=solver, return_info=True, **kwargs)
+    assert info["converged"].all() and len(set(info["n_passes"])) > 1
+    d = D.shape[1]
+    for i in range(len(X)):
+        ref = Lasso(alpha=lam / (2 * d), positive=True, fit_intercept=False, tol=1e-12,
+                    max_iter=10**6).fit(D.T, X[i]).coef_
+        np.testing.assert_allclose(
+            objective(W[i : i + 1], D, X[i : i + 1], lam),
+            objective(ref[None], D, X[i : i + 1], lam),
+            rtol=1e-9 if solver == "working_set" else 1e-7,
+        )
+
+
+@pytest.mark.parametrize("a", [1e-300, 1e-40, 1e40, 1e300])
+def test_dictionary_of_any_magnitude(problem, a):
+    D, Z = problem
+    W = nonnegative_lasso(Z, D, 0.1)
+    # atoms scaled by a, with the penalty, scale the weights by 1 / a
+    Wa, info = nonnegative_lasso(Z, a * D, a * 0.1, return_info=True)
+    assert info["converged"].all()
+    # the scaled dictionary is rounded, so this is not exact
+    np.testing.assert_allclose(a * Wa, W, atol=1e-9)
+    np.testing.assert_allclose(objective(a * Wa, D, Z, 0.1), objective(W, D, Z, 0.1), rtol=1e-12)
+
+
+def test_dictionary_rows_too_far_apart_for_float64_are_rejected(problem):
+    D, Z = problem
+    D2 = D.copy()
+    D2[0] *= 1e300
+    D2[1] *= 1e-300
+    with pytest.raises(ValueError, match="dictionary's row norms span too many orders"):
+        nonnegative_lasso(Z, D2, 0.1)
+    # 1e300 apart still fits: the tiny atom just never pays off
+    D2[1] = D[1] * 1e-10
+    assert nonnegative_lasso(Z, D2, 0.1).shape == (len(Z), len(D))
+
+
+# -- zero penalty ---------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", ["working_set", "fista"])
+def test_zero_penalty_inside_the_cone(problem, solver):
+    # overcomplete dictionary, signals in the cone of the atoms: the optimum is 0, where a
+    # gap relative to the objective alone is undefined and every sample once warned
+    D, _ = problem
+    rng = np.random.RandomState(4)
+    X = rng.uniform(0, 1, (10, 30)) @ D[rng.choice(len(D), 30, replace=False)]
+    W, info = nonnegative_lasso(X, D, 0.0, solver=solver, return_info=True)
+    assert info["converged"].all() and (W >= 0).all()
+    residual = np.linalg.norm(W @ D - X, axis=1) / np.linalg.norm(X, axis=1)
+    assert residual.max() < (1e-12 if solver == "working_set" else 1e-5)
+
+
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("t", [1e-2, 1e-3])
+def test_zero_penalty_with_large_weights(t):
+    # x = (1, 1, 1) is reached only through two nearly opposite atoms, with weights ~1 / t:
+    # the Gram matrix's ridge must not bias the answer, nor round-off of a residual near 0
+    # make the certificate fail
+    D = np.array([[1.0, 0, 0], [0, 1, 0], [-1, t, t]])
+    D /= np.linalg.norm(D, axis=1, keepdims=True)
+    W, info = nonnegative_lasso(np.ones((1, 3)), D, 0.0, return_info=True)
+    assert info["converged"].all()
+    exact = [1 + 1 / t, 0.0, np.sqrt(1 + 2 * t * t) / t]
+    np.testing.assert_allclose(W[0], exact, rtol=1e-9, atol=1e-8)
+
+
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("c", [20, 60])
+def test_zero_penalty_outside_the_cone_is_nnls(problem, c):
+    from scipy.optimize import nnls
+
+    D = problem[0][:c]
+    X = np.random.RandomState(0).standard_normal((15, D.shape[1]))
+    W, info = nonnegative_lasso(X, D, 0.0, return_info=True)
+    assert info["converged"].all()
+    ref = np.array([nnls(D.T, x)[0] for x in X])
+    obj, obj_ref = objective(W, D, X, 0.0), objective(ref, D, X, 0.0)
+    assert obj_ref.min() > 0.1  # really outside the cone
+    np.testing.assert_allclose(obj, obj_ref, rtol=1e-12)
+    np.testing.assert_allclose(W, ref, atol=1e-8)
+
+
+# -- private core ---------------------------------------------------------------------
+
+
+def test_private_core_with_a_prepared_dictionary(problem):
+    from sklearn_splice._solver import _nonnegative_lasso, _prepare_dictionary
+
+    D, Z = problem
+    prepared = _prepare_dictionary(D[::-1], "cpu")
+    assert prepared.shape == D.shape and prepared.device.type == "cpu"
+    codes, info = _nonnegative_lasso(Z, prepared, 0.2)
+    assert sp.isspmatrix_csr(codes) and codes.dtype == np.float64
+    assert set(info) == {"duality_gap", "n_passes", "converged"} and info["converged"].all()
+    np.testing.assert_array_equal(codes.toarray(), nonnegative_lasso(Z, D[::-1], 0.2))
+    # the same prepared dictionary serves more calls, other penalties and FISTA
+    again, _ = _nonnegative_lasso(Z[::-1], prepared, 0.2, batch_size=5)
+    np.testing.assert_allclose(again.toarray()[::-1], codes.toarray(), atol=1e-12)
+    fista, info = _nonnegative_lasso(Z[:3], prepared, 0.2, solver="fista", tol=1e-9,
+                                     max_iter=50000)
+    assert info["converged"].all() and prepared.lipschitz is not None
+    np.testing.assert_allclose(fista.toarray(), codes.toarray()[:3], atol=1e-3)
+    with pytest.warns(ConvergenceWarning, match="did not reach"):
+        _, info = _nonnegative_lasso(Z, prepared, 0.05, max_iter=1)
+    assert not info["converged"].all()
+
+
+def test_bad_device_is_a_value_error(problem):
+    D, Z = problem
+    with pytest.raises(ValueError, match="device"):
+        nonnegative_lasso(Z, D, 0.1, device="not-a-device")
+
+
+@settings(max_examples=40, deadline=None)
+@given(problems())
+def test_property_zero_penalty_is_nnls(prob):
+    from scipy.optimize import nnls
+
+    D, Z, _ = prob
+    # Leave out problems whose least-squares weights are huge (say 1e6 for x reachable only
+    # through two nearly opposite atoms): their conditioning, not the stopping test, limits
+    # float64 there, and a ConvergenceWarning is the right answer.
+    assume(all(nnls(D.T, z)[0].sum() < 1e3 * (1 + np.abs(z).sum()) for z in Z))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        W, info = nonnegative_lasso(Z, D, 0.0, return_info=True)
+    assert (W >= 0).all() and info["converged"].all()
+    grad = 2 * (W @ D - Z) @ D.T
+    scale = 1e-6 * (1 + np.abs(Z).sum()) * (1 + W.sum())
+    assert np.all(np.abs(grad[W > 0]) <= scale)
+    assert np.all(grad[W == 0] >= -scale)
+
+
+@settings(max_examples=30, deadline=None)
+@given(problems(), st.integers(-600, 600))
+def test_property_power_of_two_scaling_is_exact(prob, k):
+    D, Z, lam = prob
+    Z = np.where(np.abs(Z) < 1e-100, 0.0, Z)  # keep clear of subnormals after scaling
+    s = 2.0**k
+    W = nonnegative_lasso(Z, D, lam)
+    np.testing.assert_array_equal(nonnegative_lasso(s * Z, D, s * lam), s * W)

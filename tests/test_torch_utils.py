@@ -29,7 +29,9 @@ def test_single_row_falls_back_with_a_warning_or_raises():
         raise torch.OutOfMemoryError("simulated")
 
     with pytest.warns(RuntimeWarning, match="falling back to the CPU"):
-        out = run_split_on_oom(never, [1, 2], combine=concat, fallback=lambda x: np.asarray(x) + 0.5)
+        out = run_split_on_oom(
+            never, [1, 2], combine=concat, fallback=lambda x: np.asarray(x) + 0.5
+        )
     np.testing.assert_array_equal(out, [1.5, 2.5])
     with pytest.raises(torch.OutOfMemoryError):
         run_split_on_oom(never, [1, 2], combine=concat)

@@ -24,14 +24,16 @@ def test_predicts_the_class_whose_prompt_is_closest():
 
 def test_class_names_and_templates():
     enc = HashingEncoder(width=16)
-    clf = ZeroShotClassifier(enc, class_names=["kitty", "puppy"], templates=["{}", "a {}"]).fit(None, [0, 1])
+    clf = ZeroShotClassifier(enc, class_names=["kitty", "puppy"], templates=["{}", "a {}"]).fit(
+        None, [0, 1]
+    )
     expected = np.array([text_vector(t, 16) for t in ["kitty", "a kitty"]])
     expected /= np.linalg.norm(expected, axis=1, keepdims=True)
     mean = expected.mean(0) / np.linalg.norm(expected.mean(0))
     np.testing.assert_allclose(clf.class_embeddings_[0], mean, atol=1e-6)
     with pytest.raises(ValueError, match="class_names has 3 entries for 2 classes"):
         clone(clf).set_params(class_names=["a", "b", "c"]).fit(None, [0, 1])
-    with pytest.raises(ValueError, match="needs one '{}'"):
+    with pytest.raises(ValueError, match="needs exactly one '{}'"):
         clone(clf).set_params(templates="no slot").fit(None, [0, 1])
     with pytest.raises(ValueError, match=r"shape \(n_samples, 16\)"):
         clf.predict(np.zeros((2, 5)))
@@ -44,8 +46,9 @@ def test_on_images_and_on_splice_recompositions(tiny_clip, image_files):
     names = np.array(["china", "flower"])[labels]
     clf = ZeroShotClassifier(enc).fit(None, names)
     dense = clf.predict_proba(paths)
-    splice = SpliceTransformer(enc, vocabulary=["a", "b", "c", "d", "e", "f", "g", "h"], l1_penalty=0.001,
-                               device="cpu").fit(paths)
+    splice = SpliceTransformer(
+        enc, vocabulary=["a", "b", "c", "d", "e", "f", "g", "h"], l1_penalty=0.001, device="cpu"
+    ).fit(paths)
     np.testing.assert_allclose(clf.predict_proba(splice.embed(paths)), dense, atol=1e-5)
     recomposed = splice.inverse_transform(splice.transform(paths))
     assert clf.predict(recomposed).shape == (12,)

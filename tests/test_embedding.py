@@ -7,7 +7,9 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 
 from sklearn_splice import OpenCLIPEncoder, SpliceTransformer
-from sklearn_splice._embedding_cache import cached_encode, clear_memory_cache
+from sklearn_splice._cache import clear_memory_cache
+from sklearn_splice._embedding import encode_items
+from sklearn_splice._errors import InputError, UnreadableInputsWarning
 
 WORDS = ["cat", "dog", "tree", "car", "sky", "sea", "grass", "house", "road", "snow"]
 
@@ -31,7 +33,10 @@ def tower_calls(tiny_encoder):
 def search(encoder, n_jobs=None, cache_dir=None):
     pipe = Pipeline(
         [
-            ("splice", SpliceTransformer(encoder, vocabulary=WORDS, device="cpu", cache_dir=cache_dir)),
+            (
+                "splice",
+                SpliceTransformer(encoder, vocabulary=WORDS, device="cpu", cache_dir=cache_dir),
+            ),
             ("clf", LogisticRegression(max_iter=1000)),
         ]
     )
@@ -70,7 +75,9 @@ def test_changed_file_is_embedded_again(tiny_encoder, tower_calls, tmp_path):
 
     path = tmp_path / "a.png"
     Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(path)
-    splice = SpliceTransformer(tiny_encoder, vocabulary=WORDS, image_mean=np.zeros(32), device="cpu")
+    splice = SpliceTransformer(
+        tiny_encoder, vocabulary=WORDS, image_mean=np.zeros(32), device="cpu"
+    )
     splice.fit([str(path)])
     first = splice.transform([str(path)])
     assert sum(tower_calls) == 1
@@ -88,32 +95,44 @@ def test_cached_rows_keep_their_order_and_errors_their_index(tmp_path):
         calls.append(list(items))
         for i, item in enumerate(items):
             if item == "bad":
-                raise ValueError(f"Text {i} (bad) is not allowed")
+                raise InputError(i, "is not allowed", kind="Text")
         return np.array([[len(t), 1.0] for t in items])
 
-    out = cached_encode(encode, "toy", ["a", "bbb"], "text", tmp_path)
-    out2 = cached_encode(encode, "toy", ["cc", "bbb", "a"], "text", tmp_path)
+    def cached(items, identity="toy"):
+        return encode_items(encode, items, "text", identity=identity, folder=tmp_path)
+
+    out = cached(["a", "bbb"])
+    out2 = cached(["cc", "bbb", "a"])
     np.testing.assert_array_equal(out2, [[2, 1], [3, 1], [1, 1]])
     np.testing.assert_array_equal(out, [[1, 1], [3, 1]])
     assert calls[1] == ["cc"]
-    with pytest.raises(ValueError, match=r"Text 2 \(bad\)"):
-        cached_encode(encode, "toy", ["a", "cc", "bad"], "text", tmp_path)
+    with pytest.raises(InputError, match=r"Text 2 is not allowed") as info:
+        cached(["a", "cc", "bad"])
+    assert info.value.index == 2 and calls[-1] == ["bad"]  # the encoder saw it at 0
     clear_memory_cache()
-    cached_encode(encode, "toy", ["a", "bbb"], "text", tmp_path)
+    cached(["a", "bbb"])
     assert len(calls) == 3  # served from disk after the memory was cleared
-    cached_encode(encode, "other-backbone", ["a"], "text", tmp_path)
+    cached(["a"], identity="other-backbone")
     assert calls[-1] == ["a"]
 
 
-def test_unreadable_inputs_keep_their_index_when_others_are_cached(tiny_encoder, image_files, tmp_path):
+def test_unreadable_inputs_keep_their_index_when_others_are_cached(
+    tiny_encoder, image_files, tmp_path
+):
     paths, _ = image_files
     tiny_encoder.set_params(on_error="zero")
-    splice = SpliceTransformer(tiny_encoder, vocabulary=WORDS, image_mean=np.zeros(32), device="cpu")
+    splice = SpliceTransformer(
+        tiny_encoder, vocabulary=WORDS, image_mean=np.zeros(32), device="cpu"
+    )
     splice.fit(paths[:3])
     splice.transform(paths[:3])  # now cached
     items = paths[:3] + [str(tmp_path / "gone.jpg")]
-    with pytest.warns(UserWarning, match=r"3: Image 3 \(.*gone\.jpg\)"):
+    with pytest.warns(
+        UnreadableInputsWarning, match=r"1 of 4 inputs.*Image 3 \(.*gone\.jpg\)"
+    ) as rec:
         W = splice.transform(items)
+    (warning,) = [w.message for w in rec if isinstance(w.message, UnreadableInputsWarning)]
+    assert warning.indices == [3] and warning.n_inputs == 4
     assert W[3].nnz == 0
     tiny_encoder.set_params(on_error="raise")
     with pytest.raises(FileNotFoundError, match=r"Image 3 \(.*gone\.jpg\)"):
