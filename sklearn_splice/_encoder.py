@@ -23,8 +23,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
-from sklearn.utils._param_validation import Interval, StrOptions
 
+from ._compat import Interval, StrOptions
 from ._errors import InputTypeError, UnreadableInputsWarning, WeightsUnavailableError
 from ._image_reader import preprocessed_batches
 from ._inputs import classify_inputs

@@ -47,9 +47,7 @@ import scipy.sparse as sp
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_array
 
-# Private scikit-learn API, all of it in this one import.
-from sklearn.utils._param_validation import Interval, StrOptions, validate_params
-
+from ._compat import Interval, StrOptions, validate_params
 from ._progress import progress
 from ._torch_utils import import_torch, resolve_device, run_split_on_oom
 
@@ -164,6 +162,9 @@ def nonnegative_lasso(
     ValueError
         When ``X`` and ``dictionary`` differ in width, contain NaN or infinity, or the
         dictionary's row norms span more than float64 can hold together.
+    OverflowError
+        When a weight itself would exceed the float64 range (huge ``X`` over a tiny
+        dictionary).
 
     Examples
     --------
@@ -374,7 +375,8 @@ def _nonnegative_lasso(
         starts = progress(starts, len(starts), "sparse coding", enabled=verbose)
         for start in starts:
             stop = min(start + batch_size, n)
-            Xb = np.asarray(X[start:stop], dtype=np.float64)
+            # C order for torch, whatever the strides of X (negative ones included)
+            Xb = np.ascontiguousarray(X[start:stop], dtype=np.float64)
             # Solve for z = x * 2**-e (norm ~1) with the penalty scaled to match:
             # w(x, lambda) = 2**(e - exponent) * w(z, lambda * 2**-(e + exponent)).
             e = _row_exponents(Xb)[0]
@@ -390,7 +392,14 @@ def _nonnegative_lasso(
             r_rows, r_cols, r_vals, r_gap, r_pass = (t.cpu().numpy() for t in res)
             rows_parts.append(r_rows + start)
             cols_parts.append(r_cols)
-            vals_parts.append(np.ldexp(r_vals, e[r_rows] - prepared.exponent))
+            with np.errstate(over="ignore"):
+                vals = np.ldexp(r_vals, e[r_rows] - prepared.exponent)
+            if not np.isfinite(vals).all():
+                raise OverflowError(
+                    "Some weights exceed the float64 range (about 1.8e308): the signals are "
+                    "too large for the dictionary's scale. Rescale X or the dictionary."
+                )
+            vals_parts.append(vals)
             gaps[start:stop] = r_gap
             passes[start:stop] = r_pass
 
