@@ -20,7 +20,7 @@ torch = pytest.importorskip("torch")
 open_clip = pytest.importorskip("open_clip")
 
 from sklearn_splice import OpenCLIPEncoder, load_reference_mean  # noqa: E402
-from sklearn_splice import _encoder  # noqa: E402
+from sklearn_splice import _encoder, _weights  # noqa: E402
 from sklearn_splice._errors import (  # noqa: E402
     InputError,
     InputTypeError,
@@ -555,8 +555,8 @@ def test_offline_tag_fails_at_once_with_the_root_logger_untouched(
 
 def test_unreachable_hub_fails_at_once(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(_encoder, "_hub_offline", lambda: False)
-    for variable in _encoder._PROXY_VARIABLES:
+    monkeypatch.setattr(_weights, "_hub_offline", lambda: False)
+    for variable in _weights._PROXY_VARIABLES:
         monkeypatch.delenv(variable, raising=False)
     tried = []
 
@@ -576,8 +576,8 @@ def test_unreachable_hub_fails_at_once(tmp_path, monkeypatch):
 
 
 def test_failed_download_is_weights_unavailable_and_quiet(tmp_path, monkeypatch, caplog):
-    monkeypatch.setattr(_encoder, "_hub_offline", lambda: False)
-    monkeypatch.setattr(_encoder, "_hub_unreachable", lambda: None)
+    monkeypatch.setattr(_weights, "_hub_offline", lambda: False)
+    monkeypatch.setattr(_weights, "_hub_unreachable", lambda: None)
     retry_logger = logging.getLogger("huggingface_hub.utils._http")
     level = retry_logger.level
 
