@@ -151,6 +151,9 @@ def input_key(item: Any, kind: str) -> str | None:
         try:
             h.update(f"{item.mode}{item.size}".encode())
             h.update(item.tobytes())
+            # palette images store indices: the colours are in the palette
+            palette = item.getpalette() if item.mode in ("P", "PA") else None
+            h.update(repr((palette, item.info.get("transparency"))).encode())
         except (OSError, ValueError, AttributeError):
             return None  # unreadable (closed, truncated): the reader names it
         return "pil:" + h.hexdigest()
@@ -181,6 +184,9 @@ def _fingerprint(value: Any) -> str:
         items = sorted((_fingerprint(k), _fingerprint(v)) for k, v in value.items())
         return "dict{" + ",".join(f"{k}:{v}" for k, v in items) + "}"
     if hasattr(value, "get_params") and hasattr(value, "set_params"):
+        if any(k.endswith("_") and not k.startswith("__") for k in vars(value)):
+            # a fitted estimator: its outputs depend on more than its parameters
+            raise TypeError("fitted estimator")
         params = value.get_params(deep=False)
         cls = type(value)
         return f"{cls.__module__}.{cls.__qualname__}({_fingerprint(params)})"
@@ -190,9 +196,10 @@ def _fingerprint(value: Any) -> str:
 def encoder_identity(encoder: Any) -> str | None:
     """What names an encoder's outputs in the caches, or None when nothing does.
 
-    ``encoder.cache_identity()`` when the encoder has it; for a scikit-learn estimator its
-    class and parameters (estimators are defined by their parameters); otherwise None, with
-    a warning (once per class and process) that its inputs are embedded again on every fit.
+    ``encoder.cache_identity()`` when the encoder has it; for an unfitted scikit-learn
+    estimator (nested ones included) its class and parameters, which define it; otherwise
+    None (a fitted estimator among them, or another object), with a warning (once per class
+    and process) that its inputs are embedded again on every fit.
 
     Parameters
     ----------

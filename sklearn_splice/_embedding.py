@@ -25,7 +25,7 @@ from ._cache import (
     save_cached_array,
 )
 from ._errors import InputError, UnreadableInputsWarning
-from ._inputs import Inputs
+from ._inputs import Inputs, as_numpy
 
 __all__ = ["check_embeddings", "embed_inputs", "encode_items"]
 
@@ -65,10 +65,8 @@ def check_embeddings(
         dimensions; :class:`InputError` (with ``.index``) for the first row holding NaN or
         infinite values.
     """
-    if hasattr(E, "detach") and hasattr(E, "cpu"):  # a torch tensor, on any device
-        E = E.detach().cpu().numpy()
     try:
-        E = np.asarray(E)
+        E = as_numpy(E)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{source} returned something that is not an array: {exc}") from exc
     if E.dtype.kind not in "biuf":

@@ -252,14 +252,16 @@ class OpenCLIPEncoder(BaseEstimator):
         Returns
         -------
         identity : str
-            Made of the architecture, its config, the weights (a file by path, size and
-            modification time) and the precision.
+            Made of the class (a subclass may embed differently), the architecture, its
+            config, the weights (a file by path, size and modification time) and the
+            precision.
         """
         arch = self._architecture()
         cfg = self._model_config()
+        cls = type(self)
         return "|".join(
             [
-                "open_clip",
+                f"open_clip:{cls.__module__}.{cls.__qualname__}",
                 arch,
                 json.dumps(cfg, sort_keys=True),
                 self._weights_identity(self._weights(arch)),

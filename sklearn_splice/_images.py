@@ -22,10 +22,15 @@ def _to_rgb(img: Any) -> Any:
     if img.mode == "RGB":
         return img
     if img.mode in _SIXTEEN_BIT_MODES:
-        # PIL's own conversion clips 16-bit values at 255; rescale to the full range instead.
+        # PIL's own conversion clips 16-bit values at 255; rescale the 16-bit range instead,
+        # the same for every image (mode "I" is how PIL opens 16-bit PNGs).
         arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr8 = np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+        if arr.size and (arr.min() < 0 or arr.max() > 65535):
+            raise ValueError(
+                f"its {img.mode!r} pixel values span [{arr.min():g}, {arr.max():g}], outside "
+                "the 16-bit range [0, 65535] that integer images are read as"
+            )
+        arr8 = np.rint(arr * (255.0 / 65535.0)).astype(np.uint8)
         return Image.fromarray(arr8, mode="L").convert("RGB")
     if img.mode == "F":
         arr = np.asarray(img, dtype=np.float64)

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 
 from ._errors import InputTypeError
 
-__all__ = ["Inputs", "classify_inputs"]
+__all__ = ["Inputs", "classify_inputs", "as_numpy"]
 
 MATRIX = "matrix"
 ITEMS = "items"
@@ -39,6 +39,26 @@ class Inputs:
     @property
     def is_matrix(self) -> bool:
         return self.kind == MATRIX
+
+
+def as_numpy(obj: Any) -> np.ndarray:
+    """A numpy array of ``obj``; torch tensors on any device, with gradients or in bfloat16
+    (which numpy lacks) included.
+
+    Parameters
+    ----------
+    obj : array-like or torch.Tensor
+
+    Returns
+    -------
+    array : ndarray
+    """
+    if hasattr(obj, "detach") and hasattr(obj, "cpu") and hasattr(obj, "dtype"):
+        obj = obj.detach().cpu()
+        if str(obj.dtype) == "torch.bfloat16":
+            obj = obj.float()
+        return obj.numpy()
+    return np.asarray(obj)
 
 
 def _is_pil_image(obj: Any) -> bool:
@@ -165,7 +185,7 @@ def classify_inputs(X: Any) -> Inputs:
     if isinstance(X, (list, tuple)):
         return _from_list(X)
     if hasattr(X, "__array__"):  # dask, torch and other array types
-        return _from_array(np.asarray(X))
+        return _from_array(as_numpy(X))
     if isinstance(X, dict) or not hasattr(X, "__iter__"):
         raise TypeError(
             f"Expected a collection of inputs (a list, array or DataFrame column), got "

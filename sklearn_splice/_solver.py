@@ -459,7 +459,11 @@ def _excess_gap(z, r, w_sum, cmax, mu):
     # of D r (1e-9 |r|) or by the tolerance of the small solves (which leave such concepts
     # out) is taken as it is: with mu = 0 no scaling reaches the set (a cone), so this is
     # what certifies a nonnegative least-squares answer.
-    slack = 1e-9 * rr.sqrt() + 2.0 * _inner_eps(mu)
+    # With mu = 0 nothing bounds ||w*||_1 (an ill-posed problem can have its optimum at
+    # weights of 1e7), so only float64 round-off of D r is forgiven there.
+    slack = torch.where(
+        mu > 0, 1e-9 * rr.sqrt() + 2.0 * _inner_eps(mu), 1e-13 * rr.sqrt()
+    )
     s_cap = torch.where(cmax > mu + slack, mu / cmax.clamp_min(1e-300), torch.ones_like(cmax))
     # Within [0, s_cap], the s that minimises the gap (a convex quadratic in s). It differs
     # from s_cap when r is only round-off (mu = 0, x in the cone): there theta = 0 is best,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import warnings
 from contextlib import contextmanager
 from numbers import Integral, Real
 
@@ -34,6 +35,9 @@ __all__ = ["SpliceTransformer"]
 
 # Rows normalised and solved at a time: bounds the float64 working copies of transform.
 _CHUNK = 8192
+# A unit embedding closer than this to the mean has no direction left after centring: the
+# float32 rounding of mean_ alone moves it by about 1e-7.
+_NO_DIRECTION = 1e-6
 
 
 def _fitted_attributes(est) -> list[str]:
@@ -52,6 +56,15 @@ def _all_or_nothing(est):
         for k, v in saved.items():
             setattr(est, k, v)
         raise
+
+
+def _centred(E, mean):
+    """``normalise(normalise(E) - mean)``; zero rows where no direction is left."""
+    U = normalize_rows(np.asarray(E, dtype=np.float64))
+    D = U - mean
+    Zc = normalize_rows(D)
+    Zc[~U.any(axis=1) | (np.linalg.norm(D, axis=1) <= _NO_DIRECTION)] = 0.0
+    return Zc
 
 
 def _unit_sum(E):
@@ -147,7 +160,10 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
     components_ : ndarray of shape (n_concepts, d), float32
         The concept dictionary: centred, unit-norm concept embeddings.
     mean_ : ndarray of shape (d,), float32
-        Mean embedding subtracted before decomposing.
+        Mean embedding subtracted before decomposing. An input whose unit embedding is
+        within 1e-6 of it has no direction left and gets all-zero weights.
+    modality_ : str
+        The modality fitted (``modality`` as it was at ``fit``; the mean belongs to it).
     excluded_indices_ : ndarray of int
         Columns zeroed by the current ``exclude_concepts``.
     n_samples_seen_ : int
@@ -344,7 +360,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         components = build_dictionary(unit)
         d = components.shape[1]
         if E is not None:
-            self._check_width(E, d, encoder)
+            self._check_width(E, d, encoder, self.modality)
         if given_mean is not None and given_mean.shape != (d,):
             raise ValueError(
                 f"image_mean has shape {given_mean.shape} but the embeddings have width {d}; "
@@ -353,12 +369,28 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         self.encoder_ = encoder
         self.concepts_ = concepts
         self.components_ = components
+        self.modality_ = self.modality
         if given_mean is None:
             self._fold_into_mean(E, first=True)
+            self._warn_if_no_direction_left(E)
         else:
             self.mean_ = given_mean.astype(np.float32)
             self.n_samples_seen_ = 0
         return E
+
+    def _warn_if_no_direction_left(self, E):
+        mean = self.mean_.astype(np.float64)
+        for start in range(0, E.shape[0], _CHUNK):
+            if _centred(E[start : start + _CHUNK], mean).any():
+                return
+        warnings.warn(
+            "Every input given to fit has the same direction, so the fitted mean equals it "
+            "and these inputs decompose to all-zero weights (nothing is left after "
+            "centring). Fit on several distinct inputs, or use image_mean='reference' or an "
+            "array.",
+            UserWarning,
+            stacklevel=3,
+        )
 
     def _mean_is_fitted(self):
         return isinstance(self.image_mean, str) and self.image_mean == "fit"
@@ -461,7 +493,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         E = embed_inputs(
             encoder,
             inputs,
-            self.modality,
+            self.modality_ if fitted else self.modality,
             use_cache=self.embedding_cache,
             cache_dir=self.cache_dir,
         )
@@ -469,8 +501,9 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
             self._check_width(E, self.components_.shape[1], encoder)
         return E
 
-    def _check_width(self, E, d, encoder):
-        source = f"{type(encoder).__name__}.encode_{self.modality}"
+    def _check_width(self, E, d, encoder, modality=None):
+        modality = self.modality_ if modality is None else modality
+        source = f"{type(encoder).__name__}.encode_{modality}"
         check_embeddings(E, E.shape[0], width=d, source=source)
 
     # -- transforming -----------------------------------------------------------------
@@ -501,11 +534,8 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         mean = self.mean_.astype(np.float64)
 
         def solve(rows):
-            U = normalize_rows(np.asarray(E[rows], dtype=np.float64))
-            Zc = normalize_rows(U - mean)
-            Zc[~U.any(axis=1)] = 0.0
             codes, _ = _nonnegative_lasso(
-                Zc,
+                _centred(E[rows], mean),
                 prepared,
                 self.l1_penalty,
                 solver=self.solver,

@@ -7,7 +7,7 @@ from numbers import Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d
 
 from ._compat import HasMethods, Interval, _fit_context
 from ._dictionary import normalize_rows
@@ -94,15 +94,26 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
         """
         if y is None:
             raise ValueError("ZeroShotClassifier.fit needs y (the class labels).")
-        classes = np.unique(np.asarray(y))
+        y = column_or_1d(np.asarray(y, dtype=object), warn=True)
+        if y.size == 0:
+            raise ValueError("y is empty; ZeroShotClassifier.fit needs the class labels.")
+        try:
+            classes = np.unique(np.asarray(y.tolist()))
+        except TypeError as exc:
+            raise TypeError(
+                f"The labels in y cannot be sorted ({exc}); give labels of one type, "
+                "without None."
+            ) from exc
         names = list(classes) if self.class_names is None else list(self.class_names)
         if len(names) != len(classes):
             raise ValueError(
                 f"class_names has {len(names)} entries for {len(classes)} classes {list(classes)}."
             )
         for i, name in enumerate(names):
+            what = "the labels in y" if self.class_names is None else "class_names"
+            if isinstance(name, (str, np.str_)) and not name.strip():
+                raise ValueError(f"Class name {i} (from {what}) is blank.")
             if not isinstance(name, (str, np.str_)):
-                what = "the labels in y" if self.class_names is None else "class_names"
                 raise TypeError(
                     f"Class name {i} ({name!r}, from {what}) is a {type(name).__name__}; class "
                     "names must be strings. Pass class_names=[...] with one text per class "
@@ -213,11 +224,14 @@ def _check_template(i: int, template) -> None:
     if not isinstance(template, str):
         raise TypeError(f"Template {i} is a {type(template).__name__}; templates must be strings.")
     try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(template) if f is not None]
+        parsed = [(f, spec, conv) for _, f, spec, conv in string.Formatter().parse(template)]
     except ValueError as exc:  # an unmatched brace
         raise ValueError(
             f"Template {i} ({template!r}) is not a valid format string: {exc}"
         ) from exc
+    # "{:d}", "{!r}" or "{:{}}" would fail or change the class name: only a bare "{}" goes
+    fields = [f + (f"!{conv}" if conv else "") + (f":{spec}" if spec else "")
+              for f, spec, conv in parsed if f is not None]
     if fields != [""]:
         raise ValueError(
             f"Template {i} ({template!r}) has {len(fields)} replacement field(s) "

@@ -457,3 +457,103 @@ def test_sparse_input_is_refused_clearly():
     splice = SpliceTransformer(HashingEncoder(width=8), vocabulary=WORDS, device="cpu")
     with pytest.raises(TypeError, match="(?i)sparse data was passed"):
         splice.fit(sp.random(4, 8, density=0.5, format="csr"))
+
+
+# -- found by attacking the input path ----------------------------------------------------------
+def test_palette_images_with_other_colours_get_other_cache_keys():
+    from sklearn_splice._cache import input_key
+
+    idx = (np.arange(64).reshape(8, 8) % 2).astype(np.uint8)
+    red = Image.fromarray(idx, "P")
+    red.putpalette([255, 0, 0, 250, 0, 0] + [0] * 762)
+    blue = Image.fromarray(idx, "P")
+    blue.putpalette([0, 0, 255, 0, 0, 250] + [0] * 762)
+    assert input_key(red, "image") != input_key(blue, "image")
+    assert input_key(red, "image") == input_key(red.copy(), "image")
+
+
+def test_subclasses_of_the_encoder_do_not_share_its_cache(tiny_clip):
+    config, checkpoint = tiny_clip
+
+    class Mirrored(OpenCLIPEncoder):
+        pass
+
+    plain = OpenCLIPEncoder(config, pretrained=checkpoint, device="cpu")
+    mirrored = Mirrored(config, pretrained=checkpoint, device="cpu")
+    assert plain.cache_identity() != mirrored.cache_identity()
+
+
+def test_encoders_holding_fitted_estimators_are_not_cached():
+    from sklearn.decomposition import PCA
+
+    from sklearn_splice._cache import encoder_identity
+
+    class Projecting(HashingEncoder):
+        def __init__(self, width=8, proj=None):
+            super().__init__(width=width)
+            self.proj = proj
+
+    rng = np.random.RandomState(0)
+    assert encoder_identity(Projecting(proj=PCA(4))) is not None  # unfitted: parameters say all
+    a = Projecting(proj=PCA(4).fit(rng.standard_normal((20, 8))))
+    with pytest.warns(UserWarning, match="cannot be cached"):
+        assert encoder_identity(a) is None
+
+
+def test_an_input_equal_to_the_fitted_mean_gets_all_zero_weights():
+    e = np.random.RandomState(1).standard_normal((1, 8))
+    splice = SpliceTransformer(
+        PassThrough(width=8), vocabulary=WORDS, l1_penalty=0.05, device="cpu", sparse_output=False
+    )
+    with pytest.warns(UserWarning, match="same direction"):
+        W = splice.fit_transform(np.vstack([e, 2 * e, e]))
+    assert not W.any()
+    other = np.random.RandomState(2).standard_normal((1, 8))
+    assert splice.transform(other).any()  # a different input still decomposes
+
+
+def test_modality_is_the_fitted_one_until_refit():
+    class Both(HashingEncoder):
+        def encode_image(self, X):
+            return np.vstack([self.encode_text(["image:" + str(x)]) for x in X])
+
+    items = ["a.png", "b.png", "c.png"]
+    splice = SpliceTransformer(Both(width=8), vocabulary=WORDS, device="cpu", sparse_output=False)
+    W = splice.fit_transform(items)
+    assert splice.modality_ == "image"
+    splice.set_params(modality="text")
+    np.testing.assert_array_equal(splice.transform(items), W)  # still the fitted modality
+    splice.fit(items)
+    assert splice.modality_ == "text"
+    assert not np.array_equal(splice.transform(items), W)
+
+
+def test_encoders_may_return_bfloat16_tensors():
+    torch = pytest.importorskip("torch")
+
+    class Half(HashingEncoder):
+        def encode_image(self, X):
+            return torch.as_tensor(super().encode_image(X), dtype=torch.bfloat16)
+
+    X = np.random.RandomState(0).standard_normal((4, 8))
+    W = SpliceTransformer(Half(width=8), vocabulary=WORDS, device="cpu").fit_transform(X)
+    assert W.shape == (4, len(WORDS))
+    tensor = torch.as_tensor(X, dtype=torch.bfloat16).requires_grad_(True)
+    assert SpliceTransformer(Half(width=8), vocabulary=WORDS, device="cpu").fit(tensor)
+
+
+@pytest.mark.parametrize(
+    "kw,y,error,match",
+    [
+        (dict(templates="a {:d}"), ["a", "b"], ValueError, "exactly one"),
+        (dict(templates="a {:{}}"), ["a", "b"], ValueError, "exactly one"),
+        (dict(templates="a {!r}"), ["a", "b"], ValueError, "exactly one"),
+        ({}, ["cat", None], TypeError, "cannot be sorted"),
+        ({}, [], ValueError, "y is empty"),
+        ({}, [["a", "b"], ["c", "d"]], ValueError, "1d array"),
+        ({}, ["a", " "], ValueError, "blank"),
+    ],
+)
+def test_zero_shot_refuses_odd_labels_and_templates(kw, y, error, match):
+    with pytest.raises(error, match=match):
+        ZeroShotClassifier(HashingEncoder(width=4), **kw).fit(None, y)

@@ -98,3 +98,16 @@ def test_modes_saved_to_disk_convert(tmp_path):
     np.testing.assert_array_equal(np.asarray(load_image(tmp_path / "one.png")), [[[10, 20, 30]]])
     gray = np.asarray(load_image(tmp_path / "gray.png"))
     assert (gray[..., 0] == gray[..., 1]).all()
+
+
+def test_integer_images_are_read_on_one_fixed_16_bit_scale():
+    flat = np.full((4, 4), 200, dtype=np.int32)
+    brighter = flat.copy()
+    brighter[0, 0] = 256
+    a = np.asarray(load_image(Image.fromarray(flat, "I"), 0))
+    b = np.asarray(load_image(Image.fromarray(brighter, "I"), 0))
+    assert a[1, 1, 0] == b[1, 1, 0] == round(200 * 255 / 65535)
+    too_big = flat.copy()
+    too_big[0, 0] = 70000
+    with pytest.raises(ValueError, match=r"Image 2 .*outside the 16-bit range"):
+        load_image(Image.fromarray(too_big, "I"), 2)

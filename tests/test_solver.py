@@ -560,3 +560,27 @@ def test_property_power_of_two_scaling_is_exact(prob, k):
     s = 2.0**k
     W = nonnegative_lasso(Z, D, lam)
     np.testing.assert_array_equal(nonnegative_lasso(s * Z, D, s * lam), s * W)
+
+
+def test_ill_posed_least_squares_is_never_claimed_converged_too_early():
+    from scipy.optimize import nnls
+
+    # a centred dictionary of rank c - 1: its positive span is a subspace, and the least
+    # squares optimum of a point off it sits at weights of order 1e7
+    rng = np.random.RandomState(0)
+    T = rng.standard_normal((12, 32))
+    T /= np.linalg.norm(T, axis=1, keepdims=True)
+    T = T + 3 * rng.standard_normal((1, 32)) / np.sqrt(32)
+    T /= np.linalg.norm(T, axis=1, keepdims=True)
+    C = T - T.mean(0)
+    C /= np.linalg.norm(C, axis=1, keepdims=True)
+    C = C.astype(np.float32).astype(np.float64)  # stored as float32, like components_
+    X = rng.standard_normal((200, 32))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        W, info = nonnegative_lasso(X, C, 0.0, return_info=True)
+    for i in np.flatnonzero(info["converged"]):
+        ours = ((W[i] @ C - X[i]) ** 2).sum()
+        best = nnls(C.T, X[i], maxiter=10000)[1] ** 2
+        assert ours <= best * (1 + 1e-6) + 1e-12
