@@ -4,6 +4,7 @@ CLIP embeddings of images or texts become sparse, nonnegative weights over human
 concept words. The heavy dependencies (torch, open_clip) are imported only when used.
 """
 
+from ._contributions import explain_predictions
 from ._datasets import from_torch_dataset, load_image_folder
 from ._dictionary import build_dictionary, concept_embeddings
 from ._encoder import OpenCLIPEncoder
@@ -22,10 +23,20 @@ from ._explain import (
     top_concepts,
     top_concepts_frame,
 )
-from ._plotting import plot_coefficients, plot_concepts, plot_prevalence
+from ._plotting import (
+    CoefficientDisplay,
+    ConceptDisplay,
+    ContributionDisplay,
+    PrevalenceDisplay,
+    plot_coefficients,
+    plot_concepts,
+    plot_prevalence,
+)
+from ._search import find_by_concept
 from ._solver import nonnegative_lasso
 from ._transformer import SpliceTransformer
 from ._vocabulary import REFERENCE_MEANS, VOCABULARIES, load_reference_mean, load_vocabulary
+from ._vocabulary_builder import build_vocabulary
 from ._zero_shot import ZeroShotClassifier
 
 __version__ = "0.1.0"
@@ -40,9 +51,15 @@ __all__ = [
     "decomposition_quality",
     "compare_classes",
     "coefficient_table",
+    "explain_predictions",
+    "find_by_concept",
     "plot_concepts",
     "plot_prevalence",
     "plot_coefficients",
+    "ConceptDisplay",
+    "PrevalenceDisplay",
+    "CoefficientDisplay",
+    "ContributionDisplay",
     "load_image_folder",
     "from_torch_dataset",
     "nonnegative_lasso",
@@ -52,6 +69,7 @@ __all__ = [
     "UnreadableInputsWarning",
     "WeightsUnavailableError",
     "load_vocabulary",
+    "build_vocabulary",
     "load_reference_mean",
     "concept_embeddings",
     "build_dictionary",

@@ -1,4 +1,5 @@
-"""Command line: ``sklearn-splice decompose IMAGE...`` and ``sklearn-splice describe FOLDER``."""
+"""Command line: ``sklearn-splice decompose IMAGE...``, ``sklearn-splice describe FOLDER`` and
+``sklearn-splice vocabulary CAPTIONS.txt --out vocab.txt``."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import os
 import re
 import stat
 import sys
+import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +72,10 @@ def _add_model_options(sub: argparse.ArgumentParser, image_mean: str) -> None:
         help=f"one of {sorted(VOCABULARIES)} or a UTF-8 text file with one concept per line",
     )
     sub.add_argument(
-        "--vocabulary-size", type=_count, default=10000, help="shipped vocabularies only"
+        "--vocabulary-size", type=_count, default=None,
+        help="keep the N most frequent concepts: the last N lines of a vocabulary file, "
+        "which lists the least frequent first (default: 10000 of a shipped vocabulary, "
+        "all of a file)",
     )
     sub.add_argument("--model", default="ViT-B-32", help="open_clip architecture or config JSON")
     sub.add_argument(
@@ -105,7 +110,34 @@ def _parser() -> argparse.ArgumentParser:
     desc.add_argument("--by-class", action="store_true", help="one distribution per class folder")
     desc.add_argument("--plot", metavar="PNG", help="also save a chart of the distribution")
     _add_model_options(desc, "fit")
-    for command in (dec, desc):
+    voc = sub.add_parser(
+        "vocabulary", help="build a concept vocabulary from your own captions",
+        description="Count the words and two-word phrases of your captions and write the most "
+        "frequent ones, least frequent first, one per line: a file for --vocabulary.",
+    )
+    voc.add_argument(
+        "captions", nargs="+", metavar="CAPTIONS",
+        help="UTF-8 text files with one caption per line; - reads standard input",
+    )
+    voc.add_argument("--out", required=True, metavar="FILE", help="the vocabulary file to write")
+    voc.add_argument(
+        "--max-concepts", type=_count, default=10000, metavar="N",
+        help="concepts kept, the most frequent (default 10000)",
+    )
+    voc.add_argument(
+        "--min-count", type=_count, default=2, metavar="N",
+        help="leave out words and phrases that occur fewer times (default 2)",
+    )
+    voc.add_argument(
+        "--ngrams", type=int, choices=[1, 2], default=2,
+        help="longest concept in words: 1 for words only, 2 for words and phrases (default 2)",
+    )
+    voc.add_argument(
+        "--keep-stop-words", action="store_true",
+        help="keep common words such as 'the' and 'of', on their own and in phrases",
+    )
+    voc.add_argument("--quiet", action="store_true", help="no summary on stderr")
+    for command in (dec, desc, voc):
         command.set_defaults(parser=command)  # so that a misplaced option names its command
     return parser
 
@@ -130,7 +162,7 @@ def _regular_file(path: str, what: str) -> None:
         raise _UserError(f"{what} {path} is not a regular file (a pipe or a device?)")
 
 
-def _vocabulary(arg: str):
+def _vocabulary(arg: str, size: int | None):
     if arg in VOCABULARIES:
         return arg
     if not os.path.lexists(arg):
@@ -150,7 +182,8 @@ def _vocabulary(arg: str):
     words = [line.strip() for line in text.splitlines() if line.strip()]
     if not words:
         raise _UserError(f"--vocabulary {arg} holds no concepts (one per line expected)")
-    return words
+    # a file lists its least frequent concepts first, like the shipped ones
+    return words if size is None else words[-size:]
 
 
 _CHECKPOINTS = (".pt", ".pth", ".bin", ".safetensors", ".ckpt")
@@ -186,7 +219,7 @@ def _splice(args, n_images: int):
 
     if args.image_mean == "fit" and n_images < 2:
         raise _UserError("--image-mean fit needs at least 2 images (one image is its own mean)")
-    vocabulary = _vocabulary(args.vocabulary)
+    vocabulary = _vocabulary(args.vocabulary, args.vocabulary_size)
     _check_pretrained(args.pretrained)
     encoder = OpenCLIPEncoder(
         args.model, pretrained=args.pretrained, pretrained_tag=args.pretrained_tag,
@@ -196,7 +229,7 @@ def _splice(args, n_images: int):
     return SpliceTransformer(
         encoder,
         vocabulary=vocabulary,
-        vocabulary_size=args.vocabulary_size,
+        vocabulary_size=10000 if args.vocabulary_size is None else args.vocabulary_size,
         l1_penalty=args.l1_penalty,
         image_mean=args.image_mean,
         device=args.device,
@@ -336,14 +369,156 @@ def _print_frames(dist, quality, fmt: str, out) -> None:
                   out, indent=2, default=str)
         out.write("\n")
     elif fmt == "csv":
-        dist.to_csv(out, index=False)
+        # one table: each concept row carries its group's sparsity and fidelities
+        summary = quality.drop(columns="n_samples")
+        dist.merge(summary, on="group", how="left", sort=False).to_csv(out, index=False)
     else:
         for row in quality.itertuples(index=False):
-            out.write(f"{row.group}: {row.n_samples} images, mean L0 {row.mean_l0:.1f}, "
-                      f"mean cosine fidelity {row.mean_fidelity:.3f}\n")
+            out.write(
+                f"{row.group}: {row.n_samples} images, mean L0 {row.mean_l0:.1f}, "
+                f"mean cosine fidelity {row.mean_fidelity:.3f} (mean alone: "
+                f"{row.mean_baseline_fidelity:.3f}; centred parts: "
+                f"{row.mean_centred_fidelity:.3f})\n"
+            )
             sub = dist[dist["group"] == row.group]
             for r in sub.itertuples(index=False):
                 out.write(f"  {r.prevalence:6.1%}  {r.mean_weight:7.4f}  {r.concept}\n")
+
+
+def _check_out(path: str) -> None:
+    """Fail before the counting if the vocabulary could not be written at the end."""
+    target = os.path.realpath(path)  # through a symbolic link, to the file it names
+    if os.path.isdir(target):
+        raise _UserError(
+            f"--out {path} is a folder; give a file name such as {Path(path) / 'vocab.txt'}"
+        )
+    if os.path.exists(target) and not os.path.isfile(target):
+        raise _UserError(f"--out {path} is not a regular file (a pipe or a device?)")
+    folder = os.path.dirname(target)
+    if not os.path.isdir(folder):
+        shown = folder if os.path.islink(path) else (os.path.dirname(path) or ".")
+        problem = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise _UserError(f"--out {path}: folder {shown} {problem}")
+    writable = os.access(folder, os.W_OK | os.X_OK)
+    if not writable or (os.path.exists(target) and not os.access(target, os.W_OK)):
+        raise _UserError(f"--out {path}: no permission to write there")
+
+
+def _stdin_lines() -> Iterator[bytes]:
+    if sys.stdin is None:  # started with stdin closed (`<&-`)
+        raise _UserError("- reads the captions from standard input, but it is closed")
+    buffer = getattr(sys.stdin, "buffer", None)
+    if buffer is not None:
+        return iter(buffer)  # bytes, so that the UTF-8 check is ours, with its offset
+    return (line.encode("utf-8", "surrogateescape") for line in sys.stdin)
+
+
+def _caption_lines(path: str) -> Iterator[str]:
+    """The non-blank lines of a UTF-8 caption file (``-``: stdin), stripped, as a stream."""
+    name = "standard input" if path == "-" else f"captions file {path}"
+    fh = None
+    try:
+        lines = _stdin_lines() if path == "-" else (fh := open(path, "rb"))
+        offset = 0
+        for number, raw in enumerate(lines, 1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _UserError(
+                    f"{name} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+                    f"{offset + exc.start}, line {number}); save it as UTF-8"
+                ) from None
+            if offset == 0:
+                text = text.removeprefix("\ufeff")  # a byte-order mark is no part of a caption
+            offset += len(raw)
+            text = text.strip()
+            if text:
+                yield text
+    finally:
+        if fh is not None:
+            fh.close()
+
+
+def _file_mode(path: str) -> int:
+    """The permissions of the file replaced, else those of a new file (mkstemp makes 0600)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def _write_atomically(path: str, lines: Sequence[str]) -> None:
+    """A temporary file beside the target, then a rename: a reader never sees half a file,
+    and a failed or interrupted run leaves the previous file as it was."""
+    target = os.path.realpath(path)
+    fd, temporary = tempfile.mkstemp(
+        prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=os.path.dirname(target)
+    )
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
+            fh.writelines(f"{line}\n" for line in lines)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(temporary, _file_mode(target))
+        os.replace(temporary, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
+def _build_vocabulary(args) -> str:
+    """Count the captions, write the vocabulary file; the summary line."""
+    from ._vocabulary_builder import count_concepts
+
+    _check_out(args.out)
+    if args.captions.count("-") > 1:
+        raise _UserError("- (standard input) can be given only once")
+    for path in args.captions:
+        if path != "-":
+            _regular_file(path, "captions file")
+    found = count_concepts(
+        (line for path in args.captions for line in _caption_lines(path)),
+        max_concepts=args.max_concepts,
+        ngram_range=(1, args.ngrams),
+        min_count=args.min_count,
+        stop_words=None if args.keep_stop_words else "english",
+    )
+    sources = " and ".join(
+        "standard input" if p == "-" else p for p in args.captions[:3]
+    ) + (f" and {len(args.captions) - 3} more files" if len(args.captions) > 3 else "")
+    if found.n_captions == 0:
+        raise _UserError(f"{sources}: no captions (one per line expected)")
+    if not found.concepts:
+        raise _UserError(
+            f"no word or phrase occurs at least {args.min_count} times (--min-count) in the "
+            f"{_plural(found.n_captions, 'caption')} of {sources}"
+            + ("" if args.keep_stop_words else " once stop words are left out")
+        )
+    if len(found.concepts) < 2:
+        warnings.warn(
+            f"{args.out} will hold a single concept ({found.concepts[0]!r}); decompose and "
+            "describe need at least 2: lower --min-count or give more captions"
+        )
+    _write_atomically(args.out, found.concepts)
+    n_phrases = sum(" " in concept for concept in found.concepts)
+    kinds = _plural(len(found.concepts) - n_phrases, "word")
+    if args.ngrams > 1:
+        kinds += f" and {_plural(n_phrases, 'phrase')}"
+    rarer = found.n_candidates - len(found.concepts)
+    low, high = found.counts[0], found.counts[-1]
+    counts = f"{high:,} times each" if low == high else f"{low:,} to {high:,} times"
+    return (
+        f"wrote {_plural(len(found.concepts), 'concept')} to {args.out} ({kinds}, occurring "
+        f"{counts}) from "
+        f"{_plural(found.n_captions, 'caption')}; {rarer:,} rarer ones left out"
+    )
 
 
 def _one_line(text: str) -> str:
@@ -427,7 +602,9 @@ def _run(argv: Sequence[str] | None) -> int:
         _say(f"error: {exc}")
         return EXIT_ERROR
     try:
-        if args.command == "decompose":
+        if args.command == "vocabulary":
+            summary = _build_vocabulary(args)
+        elif args.command == "decompose":
             rows = _decompose(args)
         else:
             dist, quality = _describe(args)
@@ -439,6 +616,10 @@ def _run(argv: Sequence[str] | None) -> int:
             raise
         _say(f"error: {exc}")
         return EXIT_ERROR
+    if args.command == "vocabulary":  # the file is the output: stdout stays empty
+        if not args.quiet:
+            _say(summary)
+        return 0
     with _escaped_stdout() as out:
         if args.command == "decompose":
             _print(rows, args.format, out)

@@ -100,6 +100,8 @@ def test_describe_by_class_json_and_plot(tiny_clip, vocab_file, class_folder, ca
     report = json.loads(out)
     assert [r["group"] for r in report["summary"]] == ["china", "flower"]
     assert all(r["n_samples"] == 6 and 0 < r["mean_fidelity"] <= 1 for r in report["summary"])
+    for r in report["summary"]:
+        assert -1 <= r["mean_baseline_fidelity"] <= 1 and -1 <= r["mean_centred_fidelity"] <= 1
     per_group = {}
     for r in report["concepts"]:
         per_group.setdefault(r["group"], []).append(r)
@@ -113,6 +115,44 @@ def test_describe_flat_folder_table_shows_progress(tiny_clip, vocab_file, class_
     assert status == 0
     assert out.startswith("all: 12 images, mean L0")
     assert "encoding images" in err  # tqdm progress on stderr unless --quiet
+
+
+def test_describe_shows_the_fidelity_beside_the_mean_alone_and_the_centred_parts(
+    tiny_clip, vocab_file, class_folder, capsys
+):
+    import re
+
+    args = describe_args(tiny_clip, vocab_file, class_folder, "--by-class", "--quiet")
+    status, out, err = run(args + ["--format", "json"], capsys)
+    assert status == 0, err
+    summary = {r["group"]: r for r in json.loads(out)["summary"]}
+    assert list(summary["china"]) == [
+        "group", "n_samples", "mean_l0", "median_l0", "mean_fidelity",
+        "mean_baseline_fidelity", "mean_centred_fidelity",
+    ]
+    status, out, _ = run(args, capsys)
+    assert status == 0
+    lines = [line for line in out.splitlines() if not line.startswith(" ")]
+    assert len(lines) == 2
+    for line, (group, r) in zip(lines, summary.items()):
+        assert line == (
+            f"{group}: 6 images, mean L0 {r['mean_l0']:.1f}, mean cosine fidelity "
+            f"{r['mean_fidelity']:.3f} (mean alone: {r['mean_baseline_fidelity']:.3f}; "
+            f"centred parts: {r['mean_centred_fidelity']:.3f})"
+        )
+        assert re.fullmatch(r".* \(mean alone: -?\d\.\d{3}; centred parts: -?\d\.\d{3}\)", line)
+    status, out, _ = run(args + ["--format", "csv"], capsys)
+    assert status == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert list(rows[0]) == [
+        "group", "concept", "mean_weight", "prevalence", "n_samples", "mean_l0", "median_l0",
+        "mean_fidelity", "mean_baseline_fidelity", "mean_centred_fidelity",
+    ]
+    assert {r["group"] for r in rows} == {"china", "flower"}
+    for r in rows:
+        expected = summary[r["group"]]
+        for column in ("mean_fidelity", "mean_baseline_fidelity", "mean_centred_fidelity"):
+            assert float(r[column]) == pytest.approx(expected[column])
 
 
 def test_describe_errors(tiny_clip, vocab_file, tmp_path, capsys):
@@ -468,3 +508,253 @@ def test_warnings_are_one_line(monkeypatch, capsys):
         "sklearn-splice: warning: the weights were trained with quick_gelu=True; "
         "embeddings will be off\n"
     )
+
+
+# -- sklearn-splice vocabulary ---------------------------------------------------------
+CAPTIONS = [
+    "A photo of a cat",
+    "a cat on a red sofa",
+    "red sofa in a living room",
+    "a dog on a red sofa",
+    "the cat and the dog",
+]
+VOCABULARY = ["dog", "sofa", "red sofa", "red", "cat"]  # least frequent first
+
+
+@pytest.fixture
+def captions_file(tmp_path):
+    path = tmp_path / "captions.txt"
+    path.write_text("\n".join(CAPTIONS) + "\n")
+    return str(path)
+
+
+def lines_of(path):
+    with open(path, encoding="utf-8", newline="") as fh:
+        text = fh.read()
+    assert text.endswith("\n") and "\r" not in text
+    return text.splitlines()
+
+
+def test_vocabulary_round_trip_into_decompose(
+    tiny_clip, image_files, captions_file, tmp_path, capsys
+):
+    out = str(tmp_path / "vocab.txt")
+    status, stdout, err = run(["vocabulary", captions_file, "--out", out], capsys)
+    assert status == 0 and stdout == ""
+    assert lines_of(out) == VOCABULARY
+    assert err == (
+        f"sklearn-splice: wrote 5 concepts to {out} (4 words and 1 phrase, occurring 2 to 3 "
+        "times) from 5 captions; 4 rarer ones left out\n"
+    )
+    paths, _ = image_files
+    args = base_args(tiny_clip, out, paths[:4]) + ["--format", "json", "--top", "5"]
+    status, stdout, err = run(args, capsys)
+    assert status == 0, err
+    rows = json.loads(stdout)
+    assert [r["image"] for r in rows] == paths[:4]
+    used = {c["concept"] for r in rows for c in r["concepts"]}
+    assert used and used <= set(VOCABULARY)
+
+
+def test_vocabulary_size_keeps_the_last_lines_of_a_file(tiny_clip, captions_file, tmp_path):
+    from sklearn_splice._cli import _parse, _splice
+
+    out = str(tmp_path / "vocab.txt")
+    assert main(["vocabulary", captions_file, "--out", out, "--quiet"]) == 0
+    _, checkpoint = tiny_clip
+    argv = ["decompose", "a.jpg", "--pretrained", checkpoint, "--pretrained-tag",
+            "laion2b_s34b_b79k", "--vocabulary", out]
+    assert _splice(_parse(argv), 2).vocabulary == VOCABULARY  # a file: all of it by default
+    splice = _splice(_parse(argv + ["--vocabulary-size", "3"]), 2)
+    assert splice.vocabulary == ["red sofa", "red", "cat"]  # the 3 most frequent
+
+
+def test_vocabulary_options(captions_file, tmp_path, capsys):
+    out = str(tmp_path / "vocab.txt")
+    cases = [
+        (["--ngrams", "1"], ["dog", "sofa", "red", "cat"]),
+        (["--min-count", "3"], ["sofa", "red sofa", "red", "cat"]),
+        (["--max-concepts", "2"], ["red", "cat"]),
+        (["--keep-stop-words", "--ngrams", "1"], ["the", "on", "dog", "sofa", "red", "cat"]),
+    ]
+    for options, expected in cases:
+        status, _, err = run(["vocabulary", captions_file, "--out", out, *options], capsys)
+        assert status == 0, err
+        assert lines_of(out) == expected, options
+
+
+def test_vocabulary_from_several_files_and_stdin(captions_file, tmp_path, capsys, monkeypatch):
+    import sys
+
+    out = str(tmp_path / "vocab.txt")
+    more = tmp_path / "more.txt"
+    more.write_bytes("\ufeffgreen sofa\r\n\r\ngreen sofa\r\n".encode("utf-8"))  # BOM, CRLF
+    stdin = io.TextIOWrapper(io.BytesIO("a green cat\nGreen dog\n".encode("utf-8")))
+    monkeypatch.setattr(sys, "stdin", stdin)
+    status, _, err = run(
+        ["vocabulary", captions_file, "-", str(more), "--out", out, "--quiet"], capsys
+    )
+    assert status == 0 and err == ""
+    # green 4, sofa 5, cat 4, dog 3, "red sofa" 3, "green sofa" 2, red 3
+    assert lines_of(out) == [
+        "green sofa", "red sofa", "red", "dog", "green", "cat", "sofa",
+    ]
+
+
+def test_vocabulary_reads_a_pipe_on_stdin(tmp_path):
+    import subprocess
+
+    out = tmp_path / "vocab.txt"
+    proc = cli_process(["vocabulary", "-", "--out", str(out)],
+                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    stdout, err = proc.communicate(("\n".join(CAPTIONS) + "\n").encode(), timeout=120)
+    assert proc.returncode == 0 and stdout == b""
+    assert err.decode().startswith("sklearn-splice: wrote 5 concepts to ")
+    assert lines_of(out) == VOCABULARY
+
+
+def test_vocabulary_input_problems(captions_file, tmp_path, capsys):
+    out = tmp_path / "vocab.txt"
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("a cat\ncafé au lait\n".encode("latin-1"))
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    (tmp_path / "folder").mkdir()
+    cases = [
+        ([captions_file, str(latin1)],
+         f"captions file {latin1} is not UTF-8 text (byte 0xe9 at offset 9, line 2); save it "
+         "as UTF-8"),
+        ([str(empty)], f"{empty}: no captions (one per line expected)"),
+        ([str(tmp_path / "folder")],
+         f"captions file {tmp_path / 'folder'} is a folder, not a file"),
+        ([str(tmp_path / "no.txt")], f"captions file {tmp_path / 'no.txt'}: No such file"),
+        (["-", "-"], "- (standard input) can be given only once"),
+        ([captions_file, "--min-count", "4"],
+         "no word or phrase occurs at least 4 times (--min-count) in the 5 captions of "
+         f"{captions_file} once stop words are left out"),
+    ]
+    for argv, problem in cases:
+        status, stdout, err = run(["vocabulary", *argv, "--out", str(out)], capsys)
+        assert status == 2 and stdout == ""
+        assert one_error_line(err).startswith(f"sklearn-splice: error: {problem}")
+        assert not out.exists()
+
+
+def test_vocabulary_output_is_checked_before_reading(captions_file, tmp_path, capsys, monkeypatch):
+    import os
+    import sys
+    from pathlib import Path
+
+    class Unreadable:
+        def __iter__(self):
+            raise AssertionError("the captions were read")
+
+        buffer = property(__iter__)
+
+    monkeypatch.setattr(sys, "stdin", Unreadable())
+    (tmp_path / "folder").mkdir()
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    cases = [
+        (tmp_path / "missing" / "vocab.txt", f"folder {tmp_path / 'missing'} does not exist"),
+        (Path(captions_file) / "vocab.txt", f"folder {captions_file} is not a folder"),
+        (tmp_path / "folder", "is a folder; give a file name such as"),
+        (locked / "vocab.txt", "no permission to write there"),
+    ]
+    access = os.access  # as if locked were read-only, also for root
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != locked and access(p, mode))
+    for out, problem in cases:
+        status, stdout, err = run(["vocabulary", "-", "--out", str(out)], capsys)
+        assert status == 2 and stdout == ""
+        assert one_error_line(err).startswith(f"sklearn-splice: error: --out {out}")
+        assert problem in err
+
+
+def test_vocabulary_pipes_are_refused_without_blocking(captions_file, tmp_path):
+    import os
+
+    fifo = str(tmp_path / "captions.fifo")
+    os.mkfifo(fifo)
+    out = tmp_path / "vocab.txt"
+    argv = ["vocabulary", captions_file, fifo, "--out", str(out)]
+    status, stdout, err = cli_run(argv, timeout=60)
+    assert status == 2 and stdout == ""
+    assert one_error_line(err) == (
+        f"sklearn-splice: error: captions file {fifo} is not a regular file (a pipe or a device?)"
+    )
+    status, _, err = cli_run(["vocabulary", captions_file, "--out", fifo], timeout=60)
+    assert status == 2 and one_error_line(err).endswith(
+        f"--out {fifo} is not a regular file (a pipe or a device?)"
+    )
+    assert not out.exists()
+
+
+def test_vocabulary_is_written_atomically(captions_file, tmp_path, capsys, monkeypatch):
+    import os
+
+    out = tmp_path / "vocab.txt"
+    out.write_text("old\nvocabulary\n")
+    out.chmod(0o640)
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes(b"caf\xe9\n")
+    status, _, err = run(["vocabulary", captions_file, str(latin1), "--out", str(out)], capsys)
+    assert status == 2 and "not UTF-8" in err
+    assert out.read_text() == "old\nvocabulary\n"  # a failed run leaves the old file
+
+    def interrupted(src, dst):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", interrupted)
+        status, _, err = run(["vocabulary", captions_file, "--out", str(out)], capsys)
+    assert status == 130 and err == "sklearn-splice: interrupted\n"
+    assert out.read_text() == "old\nvocabulary\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["captions.txt", "latin1.txt", "vocab.txt"]
+    assert main(["vocabulary", captions_file, "--out", str(out), "--quiet"]) == 0
+    assert lines_of(out) == VOCABULARY and (out.stat().st_mode & 0o777) == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["captions.txt", "latin1.txt", "vocab.txt"]
+
+
+def test_new_vocabulary_file_follows_the_umask(captions_file, tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        assert main(["vocabulary", captions_file, "--out", str(tmp_path / "v.txt"), "--quiet"]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "v.txt").stat().st_mode & 0o777 == 0o640  # not mkstemp's 0600
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["vocabulary", "c.txt"], "the following arguments are required: --out"),
+        (["vocabulary", "--out", "v.txt"], "the following arguments are required: CAPTIONS"),
+        (["vocabulary", "c.txt", "--out", "v.txt", "--ngrams", "3"],
+         "argument --ngrams: invalid choice: 3"),
+        (["vocabulary", "c.txt", "--out", "v.txt", "--max-concepts", "0"],
+         "argument --max-concepts: must be at least 1"),
+        (["vocabulary", "c.txt", "--out", "v.txt", "--min-count", "x"],
+         "argument --min-count: invalid int value: 'x'"),
+    ],
+)
+def test_vocabulary_usage_errors(argv, expected, capsys):
+    status, out, err = run(argv, capsys)
+    assert status == 2 and out == ""
+    line = one_error_line(err)
+    assert line.startswith(f"sklearn-splice: error: {expected}") and "--help" in line
+
+
+def test_a_single_concept_is_written_with_a_warning(tmp_path, capsys):
+    captions = tmp_path / "c.txt"
+    captions.write_text("cat\ncat\ndog\n")
+    out = tmp_path / "v.txt"
+    status, _, err = run(["vocabulary", str(captions), "--out", str(out)], capsys)
+    assert status == 0 and lines_of(out) == ["cat"]
+    first, second = err.splitlines()
+    assert first == (
+        f"sklearn-splice: warning: {out} will hold a single concept ('cat'); decompose and "
+        "describe need at least 2: lower --min-count or give more captions"
+    )
+    assert second.startswith("sklearn-splice: wrote 1 concept to ")

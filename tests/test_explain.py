@@ -3,7 +3,7 @@ import pytest
 import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
-from helpers import HashingEncoder
+from helpers import DictionaryEncoder, HashingEncoder
 from sklearn_splice import (
     SpliceTransformer,
     coefficient_table,
@@ -82,3 +82,69 @@ def test_decomposition_quality_reports_l0_and_fidelity():
     cos = (splice.inverse_transform(Wx) * Z).sum(1)
     np.testing.assert_allclose(q["mean_fidelity"], [cos[:4].mean(), cos[4:].mean()])
     assert (q["mean_fidelity"] <= 1.0 + 1e-9).all()
+    # The two figures that discount the mean, computed independently.
+    mean = splice.mean_.astype(np.float64)
+    baseline = Z @ mean / np.linalg.norm(mean)
+    def halves(v):
+        return [v[:4].mean(), v[4:].mean()]
+
+    np.testing.assert_allclose(q["mean_baseline_fidelity"], halves(baseline))
+    R = Z - mean
+    R /= np.linalg.norm(R, axis=1, keepdims=True)
+    CW = Wx @ splice.components_.astype(np.float64)
+    norms = np.linalg.norm(CW, axis=1, keepdims=True)
+    centred = (R * np.divide(CW, norms, out=np.zeros_like(CW), where=norms > 0)).sum(1)
+    np.testing.assert_allclose(q["mean_centred_fidelity"], halves(centred))
+    assert list(q.columns) == [
+        "group", "n_samples", "mean_l0", "median_l0", "mean_fidelity",
+        "mean_baseline_fidelity", "mean_centred_fidelity",
+    ]
+
+
+def test_decomposition_quality_by_hand():
+    # Two opposite concepts along x: their mean is 0, so the dictionary is (e_x, -e_x).
+    # The mean embedding is e_z.
+    concepts = ["east", "west"]
+    splice = SpliceTransformer(
+        DictionaryEncoder(np.array([[1.0, 0, 0], [-1.0, 0, 0]]), concepts),
+        vocabulary=concepts, image_mean=np.array([0.0, 0.0, 1.0]), device="cpu",
+    ).fit(np.eye(3))
+    np.testing.assert_array_equal(splice.components_, [[1, 0, 0], [-1, 0, 0]])
+    Z = np.array([[3.0, 0.0, 4.0], [0.0, 2.0, 0.0], [0.0, 0.0, 0.0]])  # z1 = (0.6, 0, 0.8)
+    Wh = np.array([[0.5, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    q = decomposition_quality(Wh, Z, splice, y=["a", "b", "c"]).set_index("group")
+    # Sample a: recomposition normalise((1, 0, 0) + (0, 0, 1)) = (1, 0, 1) / sqrt(2);
+    # cos with (0.6, 0, 0.8) = 1.4 / sqrt(2). The mean alone: cos = 0.8. Centred parts:
+    # normalise(z - mu) = (3, 0, -1) / sqrt(10) against (1, 0, 0): 3 / sqrt(10).
+    np.testing.assert_allclose(
+        q.loc["a", ["mean_fidelity", "mean_baseline_fidelity", "mean_centred_fidelity"]],
+        [1.4 / np.sqrt(2), 0.8, 3 / np.sqrt(10)], rtol=1e-12,
+    )
+    # Sample b: no weights, so its recomposition is the mean, orthogonal to z = e_y; the
+    # centred fidelity of all-zero weights is 0. Sample c, an all-zero embedding: 0 in all.
+    for group in "bc":
+        np.testing.assert_array_equal(
+            q.loc[group, ["mean_fidelity", "mean_baseline_fidelity", "mean_centred_fidelity"]],
+            [0.0, 0.0, 0.0],
+        )
+    assert q.loc["a", "mean_l0"] == 1 and q.loc["b", "mean_l0"] == 0
+    # Over the three: the means of the per-sample cosines.
+    overall = decomposition_quality(Wh, Z, splice)
+    np.testing.assert_allclose(overall["mean_baseline_fidelity"], 0.8 / 3, rtol=1e-12)
+    np.testing.assert_allclose(overall["mean_centred_fidelity"], 1 / np.sqrt(10), rtol=1e-12)
+
+
+def test_stored_zeros_are_not_counted_and_w_is_left_alone():
+    import scipy.sparse as sp
+
+    from sklearn_splice import concept_distribution, top_concepts
+
+    W = sp.csr_matrix(np.array([[0.5, 0.2], [0.3, 0.0]]))
+    W.data[W.data < 0.25] = 0.0  # the usual thresholding leaves a stored zero
+    stored = W.nnz
+    dist = concept_distribution(W, ["cat", "dog"])
+    assert dist.loc[dist["concept"] == "dog", "prevalence"].item() == 0.0
+    assert top_concepts(W, ["cat", "dog"], 2) == [[("cat", 0.5)], [("cat", 0.3)]]
+    assert W.nnz == stored  # the caller's matrix is not changed
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        top_concepts(sp.csr_matrix(np.array([[np.nan, 1.0]])), ["cat", "dog"], 1)
