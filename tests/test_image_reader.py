@@ -43,7 +43,7 @@ def make_bad_input(kind, folder, tag=""):
         return (path, path) if kind == "truncated_file" else (Image.open(path), None)
     if kind == "fifo":
         if not hasattr(os, "mkfifo"):
-            pytest.skip("no FIFOs on this platform")
+            pytest.skip(reason="no FIFOs on this platform")
         path = str(base) + ".png"
         os.mkfifo(path)  # opening it for reading would block until a writer comes
         return path, path

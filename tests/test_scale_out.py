@@ -32,7 +32,7 @@ def test_partial_fit_equals_fit():
 def test_partial_fit_with_a_given_mean_and_width_checks():
     inc = toy(image_mean=np.zeros(16)).partial_fit(np.ones((2, 16)))
     assert inc.n_samples_seen_ == 0 and not inc.mean_.any()
-    inc = toy().partial_fit(np.ones((2, 16)))
+    inc = toy().partial_fit(np.random.RandomState(0).standard_normal((2, 16)))
     with pytest.raises(ValueError, match="16 features"):
         inc.partial_fit(np.ones((2, 15)))
 
