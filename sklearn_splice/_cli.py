@@ -431,9 +431,11 @@ def _caption_lines(path: str) -> Iterator[str]:
             if offset == 0:
                 text = text.removeprefix("\ufeff")  # a byte-order mark is no part of a caption
             offset += len(raw)
-            text = text.strip()
-            if text:
-                yield text
+            # a line read up to "\n" may still hold other line breaks ("\r" alone, U+2028)
+            for caption in text.splitlines():
+                caption = caption.strip()
+                if caption:
+                    yield caption
     finally:
         if fh is not None:
             fh.close()
@@ -483,6 +485,8 @@ def _build_vocabulary(args) -> str:
     for path in args.captions:
         if path != "-":
             _regular_file(path, "captions file")
+            if os.path.exists(args.out) and os.path.samefile(path, args.out):
+                raise _UserError(f"--out {args.out} is the captions file {path}; it would be lost")
     found = count_concepts(
         (line for path in args.captions for line in _caption_lines(path)),
         max_concepts=args.max_concepts,

@@ -88,6 +88,13 @@ def _linear_parts(label: str, clf: Any, n_features: int):
             "RidgeClassifier, SGDClassifier)."
         )
     check_is_fitted(clf)
+    # RidgeClassifier keeps the kind of target it was fitted on in its label binarizer
+    binarizer = getattr(clf, "_label_binarizer", None)
+    if str(getattr(binarizer, "y_type_", "")).startswith("multilabel"):
+        raise ValueError(
+            f"The last step, {label} ({name}), was fitted on multilabel targets; only binary "
+            "and multiclass classifiers are explained."
+        )
     if not hasattr(clf, "coef_") or not hasattr(clf, "intercept_"):
         raise ValueError(
             f"The last step, {label} ({name}), has no coef_ and intercept_: its scores are not "

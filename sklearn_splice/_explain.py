@@ -247,8 +247,17 @@ def decomposition_quality(W: Any, embeddings: Any, splice: Any, y: Any = None):
     True
     """
     pd = _pandas()
-    W = sp.csr_matrix(W) if not sp.issparse(W) else W.tocsr()
-    Z = normalize_rows(np.asarray(embeddings, dtype=np.float64))
+    W, _ = _check(W, splice.get_feature_names_out())
+    Z = np.asarray(embeddings, dtype=np.float64)
+    d = splice.components_.shape[1]
+    if Z.ndim != 2 or Z.shape != (W.shape[0], d):
+        raise ValueError(
+            f"embeddings has shape {Z.shape} but W has {W.shape[0]} rows and the transformer "
+            f"embeds into {d} dimensions; pass splice.embed(X) for the X that gave W."
+        )
+    if not np.isfinite(Z).all():
+        raise ValueError("embeddings contains NaN or infinite values.")
+    Z = normalize_rows(Z)
     mean = np.asarray(splice.mean_, dtype=np.float64)
     cos = (splice.inverse_transform(W) * Z).sum(axis=1)
     baseline = Z @ normalize_rows(mean[None, :])[0]

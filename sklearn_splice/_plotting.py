@@ -9,7 +9,7 @@ The ``plot_*`` functions are thin wrappers kept for existing code: they return t
 
 from __future__ import annotations
 
-from numbers import Integral
+from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
@@ -63,6 +63,20 @@ def _style(defaults, kwargs):
     return style
 
 
+def _is_per_bar(key, value, n):
+    """Whether a keyword argument gives one value per bar (not one colour for all)."""
+    if not isinstance(value, (list, np.ndarray)) or len(value) != n:
+        return False
+    if key in _COLOR_KEYS and all(isinstance(v, Real) for v in value):
+        return False  # an RGB(A) colour given as a list of numbers
+    return True
+
+
+def _per_bar_reversed(kwargs, n):
+    """``kwargs`` with one-value-per-bar lists reversed, for bars drawn from the bottom up."""
+    return {k: list(v)[::-1] if _is_per_bar(k, v, n) else v for k, v in kwargs.items()}
+
+
 def _check_top(top):
     if top is None:
         return None
@@ -90,7 +104,7 @@ def _ranked_barh(ax, names, values, colors, kwargs):
     """
     n = len(values)
     up = slice(None, None, -1)
-    style = _style({"color": list(colors)[up]}, kwargs)
+    style = _style({"color": list(colors)[up]}, _per_bar_reversed(kwargs, n))
     container = ax.barh(np.arange(n), np.asarray(values, dtype=float)[up], **style)
     ax.set_yticks(np.arange(n))
     ax.set_yticklabels(list(names)[up])
@@ -449,9 +463,16 @@ class PrevalenceDisplay:
         if missing:
             raise ValueError(f"Concepts not in the distribution: {missing}")
         table = distribution.set_index(["group", "concept"])["prevalence"]
-        # A concept left out of a group (min_prevalence) has a prevalence below the cut: 0.
+        absent = [(g, c) for g in groups for c in concepts if (g, c) not in table.index]
+        if absent:
+            # a concept left out of a group (min_prevalence) is not known to be 0 there
+            raise ValueError(
+                f"The distribution has no row for {len(absent)} (group, concept) pair(s), "
+                f"e.g. {absent[0]}: it was filtered (min_prevalence). Pass an unfiltered "
+                "concept_distribution, or choose concepts present in every group."
+            )
         prevalence = np.array(
-            [[float(table.get((g, c), 0.0)) for c in concepts] for g in groups], dtype=float
+            [[float(table[(g, c)]) for c in concepts] for g in groups], dtype=float
         ).reshape(len(groups), len(concepts))
         return prevalence, concepts, groups
 
@@ -926,8 +947,9 @@ class ContributionDisplay:
         for bar in self.bars_:
             # A step's base is no baseline: let autoscaling leave room around it.
             bar.sticky_edges.x.clear()
+        single = {k: v for k, v in kwargs.items() if not _is_per_bar(k, v, n)}
         self.total_bar_ = ax.barh(
-            [n], [self.decision_value_], **_style({"color": "black"}, kwargs)
+            [n], [self.decision_value_], **_style({"color": "black"}, single)
         )[0]
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(y)

@@ -155,7 +155,12 @@ def find_by_concept(
 
     position = {}
     for j, name in enumerate(names):
-        position.setdefault(str(name), j)
+        if str(name) in position:
+            raise ValueError(
+                f"feature_names repeats {str(name)!r} (columns {position[str(name)]} and {j}); "
+                "each concept must name one column."
+            )
+        position[str(name)] = j
     missing = [name for name in include + exclude if name not in position]
     if missing:
         hints = []

@@ -7,7 +7,9 @@ and returns its result in the order of the shipped files (least frequent first).
 
 from __future__ import annotations
 
+import functools
 import heapq
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -21,7 +23,37 @@ __all__ = ["build_vocabulary"]
 #: CountVectorizer's default pattern skips one-character words and punctuation, which joins
 #: the words around them ("vitamin c tablets" would give "vitamin tablets", "sofa, red"
 #: "sofa red"); here they are one-character tokens, which end a phrase and are dropped.
-_TOKENS = r"(?u)\b\w+\b|[^\w\s]"
+@functools.lru_cache(maxsize=1)
+def _token_pattern() -> str:
+    """Runs of word characters and combining marks, or one punctuation character.
+
+    ``\\w`` alone leaves out combining marks (the accent of a decomposed "é", the dot that
+    lowercasing adds to "İ", the vowel signs of Indic scripts), which would split words.
+    """
+    # The marks of the Basic Multilingual Plane, as ranges (scanning all of Unicode would
+    # cost seconds for the few historic scripts beyond it).
+    ranges, start, prev = [], None, None
+    for c in range(0x10000):
+        if unicodedata.category(chr(c)) in ("Mn", "Mc", "Me"):
+            if start is None:
+                start = c
+            prev = c
+        elif start is not None:
+            ranges.append(f"\\u{start:04x}-\\u{prev:04x}")
+            start = None
+    marks = "".join(ranges)
+    return rf"(?u)\w[\w{marks}]*|[^\w\s{marks}]"
+
+
+def _preprocess(lowercase: bool):
+    """Lowercase, drop invisible format characters (soft hyphens, joiners), compose (NFC)."""
+
+    def prepare(text: str) -> str:
+        text = text.lower() if lowercase else text
+        text = "".join(ch for ch in text if unicodedata.category(ch) != "Cf")
+        return unicodedata.normalize("NFC", text)
+
+    return prepare
 
 
 @dataclass(frozen=True)
@@ -83,8 +115,8 @@ def _check_params(max_concepts, ngram_range, min_count, stop_words, lowercase) -
             raise TypeError(
                 f"stop_words[{i}] is {type(word).__name__} ({word!r}); stop words must be strings."
             )
-        # compared with the tokens, which are lowercased when lowercase=True
-        words.append(word.strip().lower() if lowercase else word.strip())
+        # compared with the tokens lowercased: a stop word is one in any case
+        words.append(word.strip().lower())
     return frozenset(words)
 
 
@@ -126,16 +158,16 @@ def count_concepts(
     # rather than by CountVectorizer: it drops stop words before it joins the n-grams, so
     # "photo of a cat" would give the phrase "photo cat", which no caption contains.
     analyze = CountVectorizer(
-        lowercase=bool(lowercase),
+        preprocessor=_preprocess(bool(lowercase)),
         ngram_range=tuple(ngram_range),
         stop_words=None,
-        token_pattern=_TOKENS,
+        token_pattern=_token_pattern(),
     ).build_analyzer()
 
     def kept(gram: str) -> bool:  # n-grams are tokens joined by single spaces
         if " " not in gram:  # a word: the common case, without a split
-            return len(gram) > 1 and gram not in stop
-        return all(len(token) > 1 and token not in stop for token in gram.split(" "))
+            return len(gram) > 1 and gram.lower() not in stop
+        return all(len(t) > 1 and t.lower() not in stop for t in gram.split(" "))
 
     # One count per distinct word or phrase, updated caption by caption: the memory grows
     # with the number of distinct n-grams, never with the number of captions.
@@ -174,8 +206,10 @@ def build_vocabulary(
 ) -> list[str]:
     """A concept vocabulary from your own captions: their most frequent words and phrases.
 
-    The captions are lowercased (by default) and tokenised by scikit-learn's
-    :class:`~sklearn.feature_extraction.text.CountVectorizer`, every word and every phrase
+    The captions are lowercased (by default), composed (Unicode NFC), stripped of invisible
+    format characters (soft hyphens, joiners) and tokenised by scikit-learn's
+    :class:`~sklearn.feature_extraction.text.CountVectorizer` into runs of letters, digits
+    and their combining marks; every word and every phrase
     of adjacent words (n-gram) is counted, and the ``max_concepts`` most frequent ones that
     occur at least ``min_count`` times are kept: the way the SpLiCE vocabularies were built
     from LAION captions.

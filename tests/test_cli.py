@@ -758,3 +758,24 @@ def test_a_single_concept_is_written_with_a_warning(tmp_path, capsys):
         "describe need at least 2: lower --min-count or give more captions"
     )
     assert second.startswith("sklearn-splice: wrote 1 concept to ")
+
+
+def test_vocabulary_never_overwrites_its_captions(tmp_path, capsys):
+    captions = tmp_path / "caps.txt"
+    captions.write_text("a red sofa\na red sofa\ncat on sofa\n")
+    link = tmp_path / "link.txt"
+    link.symlink_to(captions)
+    for out in (captions, link):
+        status, out_text, err = run(["vocabulary", str(captions), "--out", str(out)], capsys)
+        assert status == 2 and "it would be lost" in one_error_line(err)
+    assert captions.read_text() == "a red sofa\na red sofa\ncat on sofa\n"
+
+
+def test_vocabulary_splits_captions_on_any_line_break(tmp_path, capsys):
+    captions = tmp_path / "cr.txt"
+    captions.write_bytes(b"red sofa\rblue car\rred sofa\rblue car\r")
+    out = tmp_path / "vocab.txt"
+    status, _, err = run(["vocabulary", str(captions), "--out", str(out)], capsys)
+    assert status == 0, err
+    assert "sofa blue" not in out.read_text().splitlines()
+    assert set(out.read_text().split("\n")) >= {"red sofa", "blue car"}

@@ -294,3 +294,21 @@ def test_first_step_must_be_splice_and_estimator_a_pipeline():
         explain_predictions(pipe, W)
     with pytest.raises(TypeError, match="needs a fitted Pipeline"):
         explain_predictions(LogisticRegression().fit(W, y), W)
+
+
+def test_multilabel_classifiers_are_refused():
+    from sklearn.linear_model import RidgeClassifier
+    from sklearn.pipeline import make_pipeline
+
+    from helpers import HashingEncoder
+    from sklearn_splice import SpliceTransformer, explain_predictions
+
+    rng = np.random.RandomState(0)
+    X = rng.standard_normal((30, 8))
+    Y = np.c_[X[:, 0] > 0, X[:, 1] > 0].astype(int)
+    splice = SpliceTransformer(
+        HashingEncoder(width=8), vocabulary=list("abcdefgh"), l1_penalty=0.01, device="cpu"
+    )
+    pipe = make_pipeline(splice, RidgeClassifier()).fit(X, Y)
+    with pytest.raises(ValueError, match="multilabel"):
+        explain_predictions(pipe, X[:3])

@@ -148,3 +148,16 @@ def test_stored_zeros_are_not_counted_and_w_is_left_alone():
     assert W.nnz == stored  # the caller's matrix is not changed
     with pytest.raises(ValueError, match="NaN or infinite"):
         top_concepts(sp.csr_matrix(np.array([[np.nan, 1.0]])), ["cat", "dog"], 1)
+
+
+def test_decomposition_quality_checks_that_its_inputs_match():
+    X = np.random.RandomState(0).standard_normal((6, 8))
+    splice = SpliceTransformer(
+        HashingEncoder(width=8), vocabulary=list("abcdefgh"), l1_penalty=0.01, device="cpu"
+    ).fit(X)
+    W, Z = splice.transform(X), splice.embed(X)
+    for bad_W, bad_Z in [(W[:1], Z), (W, Z[:1]), (W, Z[:, :4])]:
+        with pytest.raises(ValueError, match="embeddings has shape"):
+            decomposition_quality(bad_W, bad_Z, splice)
+    with pytest.raises(ValueError, match="negative weights"):
+        decomposition_quality(-W.toarray(), Z, splice)

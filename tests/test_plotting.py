@@ -477,3 +477,25 @@ def test_contribution_display_from_estimator_binary_and_input_forms(binary, data
         ContributionDisplay.from_estimator(binary, X, index=0, class_label="cat")
     with pytest.raises(ValueError, match=r"index must be an integer in \[0, 30\)"):
         ContributionDisplay.from_estimator(binary, X, index=30)
+
+
+def test_per_bar_colours_follow_the_concepts():
+    from matplotlib.colors import to_rgba
+
+    from sklearn_splice import CoefficientDisplay, ConceptDisplay
+
+    disp = ConceptDisplay(["a", "b", "c"], [3, 2, 1]).plot(color=["red", "green", "blue"])
+    assert [b.get_facecolor() for b in disp.bars_] == [to_rgba(c) for c in ("red", "green", "blue")]
+    one = ConceptDisplay(["a", "b", "c"], [3, 2, 1]).plot(color=[0.0, 0.0, 1.0])
+    assert all(b.get_facecolor() == to_rgba("blue") for b in one.bars_)
+    coef = CoefficientDisplay([0.5, -0.2], ["x", "y"]).plot(color=["red", "blue"])
+    assert [b.get_facecolor() for b in coef.bars_] == [to_rgba("red"), to_rgba("blue")]
+
+
+def test_a_filtered_distribution_is_not_drawn_as_zero():
+    from sklearn_splice import PrevalenceDisplay, concept_distribution
+
+    W = np.array([[0.3, 0.1], [0.0, 0.2], [0.1, 0.0], [0.2, 0.0]])
+    dist = concept_distribution(W, ["a", "b"], ["x", "x", "y", "y"], min_prevalence=0.6)
+    with pytest.raises(ValueError, match="filtered"):
+        PrevalenceDisplay.from_distribution(dist, ["a", "b"])

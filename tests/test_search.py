@@ -128,3 +128,9 @@ def test_on_splice_weights():
     expected = expected[np.argsort(-dense[expected, ja], kind="stable")]
     assert len(expected) and _positions(found) == expected.tolist()
     np.testing.assert_array_equal(found[a], dense[expected, ja])
+
+
+def test_repeated_feature_names_are_refused():
+    W = np.array([[0.5, 0.0, 0.2], [0.3, 0.4, 0.0]])
+    with pytest.raises(ValueError, match="repeats 'people'"):
+        find_by_concept(W, ["beach", "people", "people"], ("beach", "-people"))

@@ -96,8 +96,23 @@ def test_lowercase():
     assert build_vocabulary(captions, min_count=1) == ["cat"]
     assert count_concepts(captions, min_count=1).counts == [3]
     assert build_vocabulary(captions, min_count=1, lowercase=False) == ["cat", "Cat", "CAT"]
-    # stop words are matched to the tokens as they are: "The" is not "the" any more
-    assert build_vocabulary(["The cat"] * 2, lowercase=False) == ["cat", "The cat", "The"]
+    # stop words are stop words in any case
+    assert build_vocabulary(["The cat"] * 2, lowercase=False) == ["cat"]
+    assert build_vocabulary(["A Photo Of The Cat"] * 2, lowercase=False) == ["Photo", "Cat"]
+
+
+def test_words_keep_their_marks_and_lose_invisible_characters():
+    import unicodedata
+
+    decomposed = unicodedata.normalize("NFD", "café latte")
+    assert build_vocabulary([decomposed] * 2) == ["latte", "café latte", "café"]
+    assert build_vocabulary(["café", unicodedata.normalize("NFD", "café")]) == ["café"]
+    assert build_vocabulary(["İstanbul skyline"] * 2)[0] == "skyline"
+    assert len(build_vocabulary(["İstanbul skyline"] * 2)) == 3  # "i̇stanbul" stays whole
+    assert build_vocabulary(["co\u00adoperate e\u200dmail"] * 2) == [
+        "email", "cooperate email", "cooperate"
+    ]
+    assert build_vocabulary(["हिन्दी किताब"] * 2) == ["हिन्दी किताब", "हिन्दी", "किताब"]
 
 
 def test_streams_are_read_once_caption_by_caption():
