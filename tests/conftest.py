@@ -14,10 +14,13 @@ TINY_CONFIG = {
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own caches, on disk and in memory, so none sees another's."""
+    """Every test gets its own caches, on disk and in memory, so none sees another's, and
+    none goes online."""
     from sklearn_splice._cache import clear_memory_cache
 
     monkeypatch.setenv("SKLEARN_SPLICE_CACHE_DIR", str(tmp_path / "splice-cache"))
+    # No test reaches the Hugging Face Hub: the ones about downloads fake the network.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     clear_memory_cache()
 
 
