@@ -126,8 +126,11 @@ def _encode_concepts(encoder: Any, concepts: list[str], verbose: bool) -> np.nda
     parts = []
     for start in progress(starts, len(starts), f"encoding {len(concepts)} concepts"):
         part = concepts[start : start + chunk]
-        parts.append(check_embeddings(encoder.encode_text(part), len(part), source=source))
-    return check_embeddings(np.concatenate(parts), len(concepts), source=source)
+        width = parts[0].shape[1] if parts else None
+        parts.append(
+            check_embeddings(encoder.encode_text(part), len(part), width=width, source=source)
+        )
+    return np.concatenate(parts)
 
 
 def build_dictionary(unit_embeddings: np.ndarray) -> np.ndarray:

@@ -83,10 +83,7 @@ def check_embeddings(
             "exactly one row per input, in the order given."
         )
     if width is not None and E.shape[1] != width:
-        raise ValueError(
-            f"{source} returned embeddings of width {E.shape[1]}, but width {width} is "
-            "needed (the concept dictionary's, or that of the embeddings cached for it)."
-        )
+        raise width_error(E.shape[1], width, source)
     if E.shape[1] == 0:
         raise ValueError(f"{source} returned embeddings of width 0.")
     if E.dtype.kind == "f":
@@ -102,8 +99,35 @@ def check_embeddings(
     return E
 
 
+def width_error(got: int, width: int, source: str) -> ValueError:
+    """The error for embeddings of the wrong width.
+
+    Parameters
+    ----------
+    got : int
+        The width returned.
+    width : int
+        The width needed.
+    source : str
+        The call that returned them.
+
+    Returns
+    -------
+    error : ValueError
+    """
+    return ValueError(
+        f"{source} returned embeddings of width {got}, but width {width} is needed (the "
+        "concept dictionary's, or that of the embeddings cached for it)."
+    )
+
+
 def _encode_at(
-    encode: Callable, items: list, positions: Sequence[int], n_total: int, source: str
+    encode: Callable,
+    items: list,
+    positions: Sequence[int],
+    n_total: int,
+    source: str,
+    width: int | None = None,
 ) -> np.ndarray:
     """``encode`` the items at ``positions``; its errors and warnings name caller positions."""
     subset = items if len(positions) == len(items) else [items[i] for i in positions]
@@ -120,7 +144,9 @@ def _encode_at(
         if isinstance(message, UnreadableInputsWarning):
             message = message.at(positions, n_total)
         warnings.warn_explicit(message, w.category, w.filename, w.lineno, source=w.source)
-    return check_embeddings(out, len(positions), source=source, positions=positions)
+    return check_embeddings(
+        out, len(positions), width=width, source=source, positions=positions
+    )
 
 
 def _file(folder: Path, backbone: str, item_key: str) -> Path:
@@ -136,6 +162,7 @@ def encode_items(
     identity: str | None,
     folder: Path | None,
     source: str = "the encoder",
+    width: int | None = None,
 ) -> np.ndarray:
     """``encode(items)``, computing only the inputs not seen before with this backbone.
 
@@ -152,6 +179,8 @@ def encode_items(
         The cache folder; None keeps the embeddings in memory only.
     source : str, default="the encoder"
         The call, for messages.
+    width : int, default=None
+        The width the embeddings must have (None: any, the same for all).
 
     Returns
     -------
@@ -161,7 +190,7 @@ def encode_items(
     """
     n = len(items)
     if identity is None:
-        return _encode_at(encode, items, range(n), n, source)
+        return _encode_at(encode, items, range(n), n, source, width)
     backbone = cache_key("embeddings-v1", modality, identity)
     keys = [input_key(item, modality) for item in items]
     found: dict[int, np.ndarray] = {}
@@ -177,10 +206,11 @@ def encode_items(
             found[i] = vec
     missing = [i for i in range(n) if i not in found]
     if missing:
-        fresh = _encode_at(encode, items, missing, n, source)
         widths = {v.shape[0] for v in found.values()}
-        if found and widths != {fresh.shape[1]}:
-            check_embeddings(fresh, len(missing), width=widths.pop(), source=source)
+        fresh = _encode_at(
+            encode, items, missing, n, source, width if width is not None or not found
+            else widths.pop()
+        )
         for j, i in enumerate(missing):
             vec = np.array(fresh[j])  # the encoder's dtype: cold and warm caches agree
             found[i] = vec
@@ -192,7 +222,10 @@ def encode_items(
                     save_cached_array(_file(folder, backbone, keys[i]), keys[i], vec)
                 except OSError:
                     folder = None  # an unwritable cache must not stop the work
-    return np.stack([found[i] for i in range(n)])
+    E = np.stack([found[i] for i in range(n)])
+    if width is not None and E.shape[1] != width:  # every row came from the cache
+        raise width_error(E.shape[1], width, source)
+    return E
 
 
 def embed_inputs(
@@ -202,6 +235,7 @@ def embed_inputs(
     *,
     use_cache: bool = True,
     cache_dir: Any = None,
+    width: int | None = None,
 ) -> np.ndarray:
     """The checked embeddings of a classified batch, as the encoder gives them (not normalised).
 
@@ -216,6 +250,8 @@ def embed_inputs(
         Reuse and store the embeddings of items (never of matrices).
     cache_dir : str, path-like, None or False, default=None
         As ``SpliceTransformer(cache_dir=...)``.
+    width : int, default=None
+        The width the embeddings must have (the concept dictionary's), when known.
 
     Returns
     -------
@@ -225,9 +261,15 @@ def embed_inputs(
     source = f"{type(encoder).__name__}.encode_{modality}"
     if inputs.is_matrix:
         X = inputs.data
-        return check_embeddings(encode(X), X.shape[0], source=source)
+        return check_embeddings(encode(X), X.shape[0], width=width, source=source)
     identity = encoder_identity(encoder) if use_cache else None
     folder = resolve_cache_dir(cache_dir) if identity is not None else None
     return encode_items(
-        encode, inputs.data, modality, identity=identity, folder=folder, source=source
+        encode,
+        inputs.data,
+        modality,
+        identity=identity,
+        folder=folder,
+        source=source,
+        width=width,
     )

@@ -22,6 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
 
+from ._cache import file_identity
 from ._compat import Interval, StrOptions
 from ._errors import InputTypeError, UnreadableInputsWarning, WeightsUnavailableError
 from ._image_reader import preprocessed_batches
@@ -241,8 +242,7 @@ class OpenCLIPEncoder(BaseEstimator):
     def _weights_identity(self, weights: _Weights) -> str:
         if weights.file is None:
             return "random-init-seed0" if weights.tag is None else f"tag:{weights.tag}"
-        st = os.stat(weights.file)
-        identity = f"file:{os.path.realpath(weights.file)}:{st.st_size}:{st.st_mtime_ns}"
+        identity = file_identity(weights.file) or f"file:{weights.file}"
         # a declared tag changes the preprocessing, hence the embeddings
         return identity if weights.tag is None else f"{identity}:as-tag:{weights.tag}"
 
@@ -352,7 +352,8 @@ class OpenCLIPEncoder(BaseEstimator):
 
         Returns
         -------
-        embeddings : ndarray of shape (n_samples, embedding_dim), float32
+        embeddings : ndarray of shape (n_samples, embedding_dim)
+            float32 for inputs the model embeds; precomputed embeddings keep their precision.
             Not normalised. With ``on_error="zero"``, unreadable inputs get all-zero rows.
 
         Raises
@@ -413,7 +414,8 @@ class OpenCLIPEncoder(BaseEstimator):
 
         Returns
         -------
-        embeddings : ndarray of shape (n_samples, embedding_dim), float32
+        embeddings : ndarray of shape (n_samples, embedding_dim)
+            float32 for inputs the model embeds; precomputed embeddings keep their precision.
             Not normalised.
 
         Raises

@@ -257,15 +257,16 @@ def decomposition_quality(W: Any, embeddings: Any, splice: Any, y: Any = None):
         )
     if not np.isfinite(Z).all():
         raise ValueError("embeddings contains NaN or infinite values.")
+    from ._transformer import _centred
+
     Z = normalize_rows(Z)
     mean = np.asarray(splice.mean_, dtype=np.float64)
-    cos = (splice.inverse_transform(W) * Z).sum(axis=1)
-    baseline = Z @ normalize_rows(mean[None, :])[0]
-    # The centred target of the solver: an all-zero embedding has none (as in transform).
-    centred = normalize_rows(Z - mean)
-    centred[~Z.any(axis=1)] = 0.0
     concepts = normalize_rows(np.asarray(W @ np.asarray(splice.components_, dtype=np.float64)))
-    centred_cos = (centred * concepts).sum(axis=1)
+    recomposed = normalize_rows(concepts + mean)  # splice.inverse_transform(W)
+    cos = (recomposed * Z).sum(axis=1)
+    baseline = Z @ normalize_rows(mean[None, :])[0]
+    # the solver's own centred target (all-zero where no direction is left)
+    centred_cos = (_centred(Z, mean) * concepts).sum(axis=1)
     l0 = np.diff(W.indptr)
     rows = [
         (

@@ -4,7 +4,7 @@ The charts are scikit-learn style Display objects: the constructor stores the nu
 draw, ``from_*`` class methods compute them from weights, distributions, estimators or
 contribution tables, and ``plot(ax=None, **kwargs)`` draws them and returns the Display,
 with the axes (``ax_``), the figure (``figure_``) and the bars (``bars_``) as attributes.
-The ``plot_*`` functions are thin wrappers kept for existing code: they return the Axes.
+The ``plot_*`` functions are thin wrappers that return the Axes.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
+
+from ._contributions import INTERCEPT, REST
 
 __all__ = [
     "ConceptDisplay",
@@ -24,8 +26,6 @@ __all__ = [
     "plot_coefficients",
 ]
 
-INTERCEPT = "(intercept)"
-REST = "(rest)"
 TOTAL = "decision function"
 
 POSITIVE, NEGATIVE = "tab:blue", "tab:red"
@@ -100,7 +100,7 @@ def _ranked_barh(ax, names, values, colors, kwargs):
     """Horizontal bars, ``names[0]`` at the top; returns the bars in the order of ``names``.
 
     The bars are drawn from the bottom up (``ax.patches`` runs from the last name to the
-    first), as the ``plot_*`` functions always did.
+    first).
     """
     n = len(values)
     up = slice(None, None, -1)
@@ -1130,7 +1130,7 @@ def plot_concepts(
 ):
     """Horizontal bars of the largest concept weights (one sample's, or a class's means).
 
-    A thin wrapper around :class:`ConceptDisplay`, kept for existing code: it returns the
+    A thin wrapper around :class:`ConceptDisplay`: it returns the
     axes, where ``ConceptDisplay`` returns the display with its bars.
 
     Parameters
@@ -1181,8 +1181,8 @@ def plot_prevalence(
 ):
     """Side-by-side prevalence of chosen concepts in each class.
 
-    A thin wrapper around :meth:`PrevalenceDisplay.from_distribution`, kept for existing
-    code: it returns the axes, where the display keeps its bars too.
+    A thin wrapper around :meth:`PrevalenceDisplay.from_distribution`: it returns the axes,
+    where the display keeps its bars too.
 
     Parameters
     ----------
@@ -1227,7 +1227,7 @@ def plot_coefficients(
     """A linear classifier's largest coefficients (by absolute value) as concept words.
 
     Positive coefficients are drawn in blue, negative ones in red. A thin wrapper around
-    :meth:`CoefficientDisplay.from_estimator`, kept for existing code: it returns the axes,
+    :meth:`CoefficientDisplay.from_estimator`: it returns the axes,
     where the display keeps its bars too.
 
     Parameters

@@ -24,7 +24,7 @@ from ._compat import (
     _get_output_config,
 )
 from ._dictionary import build_dictionary, concept_embeddings, normalize_rows
-from ._embedding import check_embeddings, embed_inputs
+from ._embedding import embed_inputs, width_error
 from ._encoder import OpenCLIPEncoder
 from ._inputs import MATRIX, Inputs, classify_inputs
 from ._solver import _nonnegative_lasso, _prepare_dictionary
@@ -360,7 +360,8 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         components = build_dictionary(unit)
         d = components.shape[1]
         if E is not None:
-            self._check_width(E, d, encoder, self.modality)
+            if E.shape[1] != d:  # the rest of E was checked as it was embedded
+                raise width_error(E.shape[1], d, f"{type(encoder).__name__}.encode_{self.modality}")
         if given_mean is not None and given_mean.shape != (d,):
             raise ValueError(
                 f"image_mean has shape {given_mean.shape} but the embeddings have width {d}; "
@@ -496,15 +497,9 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
             self.modality_ if fitted else self.modality,
             use_cache=self.embedding_cache,
             cache_dir=self.cache_dir,
+            width=self.components_.shape[1] if fitted else None,
         )
-        if fitted:
-            self._check_width(E, self.components_.shape[1], encoder)
         return E
-
-    def _check_width(self, E, d, encoder, modality=None):
-        modality = self.modality_ if modality is None else modality
-        source = f"{type(encoder).__name__}.encode_{modality}"
-        check_embeddings(E, E.shape[0], width=d, source=source)
 
     # -- transforming -----------------------------------------------------------------
     def transform(self, X):

@@ -143,10 +143,7 @@ class ZeroShotClassifier(ClassifierMixin, BaseEstimator):
             if E.shape[1] != d:
                 raise ValueError(f"Expected embeddings of shape (n_samples, {d}), got {E.shape}.")
         else:
-            E = embed_inputs(self.encoder_, inputs, "image", use_cache=True)
-            n = len(inputs.data)
-            source = f"{type(self.encoder_).__name__}.encode_image"
-            check_embeddings(E, n, width=d, source=source)
+            E = embed_inputs(self.encoder_, inputs, "image", use_cache=True, width=d)
         return normalize_rows(np.asarray(E, dtype=np.float64))
 
     def decision_function(self, X):

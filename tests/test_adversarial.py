@@ -459,7 +459,7 @@ def test_sparse_input_is_refused_clearly():
         splice.fit(sp.random(4, 8, density=0.5, format="csr"))
 
 
-# -- found by attacking the input path ----------------------------------------------------------
+# -- cache keys, identities, centring, modality, dtypes, labels ---------------------------
 def test_palette_images_with_other_colours_get_other_cache_keys():
     from sklearn_splice._cache import input_key
 

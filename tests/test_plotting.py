@@ -46,7 +46,7 @@ def widths(bars):
     return [float(b.get_width()) for b in bars]
 
 
-# --- the plot_* functions, kept for existing code -----------------------------------------
+# --- the plot_* functions, thin wrappers returning the Axes --------------------------------
 
 
 def test_plot_concepts_draws_top_bars(tmp_path):
