@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ._errors import WeightsUnavailableError
+from ._files import regular_file_problem
 from ._vocabulary import REFERENCE_MEANS, VOCABULARIES
 
 PROG = "sklearn-splice"
@@ -152,14 +153,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def _regular_file(path: str, what: str) -> None:
     """Refuse what is not a regular file before opening it: reading a FIFO would block."""
-    try:
-        mode = os.stat(path).st_mode
-    except OSError as exc:
-        raise _UserError(f"{what} {path}: {exc.strerror or exc}") from exc
-    if stat.S_ISDIR(mode):
-        raise _UserError(f"{what} {path} is a folder, not a file")
-    if not stat.S_ISREG(mode):
-        raise _UserError(f"{what} {path} is not a regular file (a pipe or a device?)")
+    problem = regular_file_problem(path)
+    if problem is not None:
+        raise _UserError(f"{what} {path} {problem}")
 
 
 def _vocabulary(arg: str, size: int | None):

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import stat
 from typing import Any
 
 import numpy as np
 
 from ._errors import InputError, InputTypeError, MissingInputError
+from ._files import MISSING, regular_file_problem
 
 __all__ = ["load_image", "check_regular_file"]
 
@@ -122,21 +122,10 @@ def check_regular_file(path: Any, index: int) -> None:
     index : int
         Its position in the caller's collection, carried by the error.
     """
-    try:
-        st = os.stat(path)
-    except FileNotFoundError as exc:
-        raise MissingInputError(index, "does not exist.", path=path, kind="Image") from exc
-    except (OSError, ValueError) as exc:  # ValueError: embedded NUL byte
-        raise InputError(index, f"cannot be accessed: {exc}", path=path, kind="Image") from exc
-    if stat.S_ISDIR(st.st_mode):
-        raise InputError(index, "is a directory, not an image file.", path=path, kind="Image")
-    if not stat.S_ISREG(st.st_mode):
-        raise InputError(
-            index,
-            "is not a regular file (a pipe, socket or device); only image files can be read.",
-            path=path,
-            kind="Image",
-        )
+    problem = regular_file_problem(path)
+    if problem is not None:
+        error = MissingInputError if problem == MISSING else InputError
+        raise error(index, problem, path=path, kind="Image")
 
 
 def _check_size(image: Any, index: int, path: Any = None) -> Any:

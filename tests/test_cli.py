@@ -316,7 +316,7 @@ def test_vocabulary_file_problems(tiny_clip, vocab_file, image_files, tmp_path, 
     cases = [
         (latin1, "is not UTF-8 text (byte 0xe9 at offset 7); save it as UTF-8"),
         (empty, "holds no concepts (one per line expected)"),
-        (tmp_path / "folder", "is a folder, not a file"),
+        (tmp_path / "folder", "is a directory, not a file."),
     ]
     for path, problem in cases:
         args[at] = str(path)
@@ -338,13 +338,14 @@ def test_pipes_are_refused_without_blocking(tiny_clip, vocab_file, image_files, 
     assert status == 2 and out == ""
     assert one_error_line(err) == (
         f"sklearn-splice: error: Image 1 ({fifo}) is not a regular file (a pipe, socket or "
-        "device); only image files can be read."
+        "device); only files can be read."
     )
     args = base_args(tiny_clip, fifo, paths[:2])
     status, out, err = cli_run(args, timeout=60)
     assert status == 2 and out == ""
     assert one_error_line(err).endswith(
-        f"--vocabulary {fifo} is not a regular file (a pipe or a device?)"
+        f"--vocabulary {fifo} is not a regular file (a pipe, socket or device); only files "
+        "can be read."
     )
 
 
@@ -459,7 +460,7 @@ def test_odd_image_files(tiny_clip, vocab_file, image_files, tmp_path, capsys):
     status, out, err = run(args, capsys)
     assert status == 2 and out == ""
     line = one_error_line(err)
-    assert line == f"sklearn-splice: error: Image 1 ({folder}) is a directory, not an image file."
+    assert line == f"sklearn-splice: error: Image 1 ({folder}) is a directory, not a file."
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
     text = tmp_path / "notes.jpg"
@@ -626,8 +627,8 @@ def test_vocabulary_input_problems(captions_file, tmp_path, capsys):
          "as UTF-8"),
         ([str(empty)], f"{empty}: no captions (one per line expected)"),
         ([str(tmp_path / "folder")],
-         f"captions file {tmp_path / 'folder'} is a folder, not a file"),
-        ([str(tmp_path / "no.txt")], f"captions file {tmp_path / 'no.txt'}: No such file"),
+         f"captions file {tmp_path / 'folder'} is a directory, not a file."),
+        ([str(tmp_path / "no.txt")], f"captions file {tmp_path / 'no.txt'} does not exist."),
         (["-", "-"], "- (standard input) can be given only once"),
         ([captions_file, "--min-count", "4"],
          "no word or phrase occurs at least 4 times (--min-count) in the 5 captions of "
@@ -680,7 +681,8 @@ def test_vocabulary_pipes_are_refused_without_blocking(captions_file, tmp_path):
     status, stdout, err = cli_run(argv, timeout=60)
     assert status == 2 and stdout == ""
     assert one_error_line(err) == (
-        f"sklearn-splice: error: captions file {fifo} is not a regular file (a pipe or a device?)"
+        f"sklearn-splice: error: captions file {fifo} is not a regular file (a pipe, socket or "
+        "device); only files can be read."
     )
     status, _, err = cli_run(["vocabulary", captions_file, "--out", fifo], timeout=60)
     assert status == 2 and one_error_line(err).endswith(
