@@ -42,34 +42,30 @@ def relative_gap(W, D, Z, lam):
     return (primal - dual) / primal
 
 
-def sklearn_lasso(Z, D, lam, f_star, w1_star, tol):
-    from sklearn.linear_model import Lasso
-
+def _gap_stopped(Lasso, Z, D, lam, f_star, max_iter, tol):
+    """Per-sample fits of a Lasso class that stops on a duality gap relative to ||x||^2."""
     X = np.asarray(D, dtype=np.float64).T
     d = X.shape[0]
     out = []
     for z, f in zip(Z, f_star):
         model = Lasso(
-            alpha=lam / (2 * d), positive=True, fit_intercept=False, max_iter=100000,
+            alpha=lam / (2 * d), positive=True, fit_intercept=False, max_iter=max_iter,
             tol=tol * f / (2 * z @ z),
         )
         out.append(model.fit(X, z).coef_.copy())
     return np.array(out)
+
+
+def sklearn_lasso(Z, D, lam, f_star, w1_star, tol):
+    from sklearn.linear_model import Lasso
+
+    return _gap_stopped(Lasso, Z, D, lam, f_star, 100000, tol)
 
 
 def celer_lasso(Z, D, lam, f_star, w1_star, tol):
     from celer import Lasso
 
-    X = np.asarray(D, dtype=np.float64).T
-    d = X.shape[0]
-    out = []
-    for z, f in zip(Z, f_star):
-        model = Lasso(
-            alpha=lam / (2 * d), positive=True, fit_intercept=False, max_iter=1000,
-            tol=tol * f / (2 * z @ z),
-        )
-        out.append(model.fit(X, z).coef_.copy())
-    return np.array(out)
+    return _gap_stopped(Lasso, Z, D, lam, f_star, 1000, tol)
 
 
 def skglm_lasso(Z, D, lam, f_star, w1_star, tol):

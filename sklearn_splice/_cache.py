@@ -30,6 +30,9 @@ __all__ = [
     "encoder_identity",
     "MEMORY",
     "clear_memory_cache",
+    "cache_file",
+    "recall",
+    "keep",
     "load_cached_array",
     "save_cached_array",
 ]
@@ -288,6 +291,83 @@ MEMORY = MemoryStore(_MEMORY_LIMIT)
 def clear_memory_cache() -> None:
     """Forget every embedding held in this process (the files on disk stay)."""
     MEMORY.clear()
+
+
+# What each kind of entry is stored under; inputs are many, so their files are spread over
+# subfolders by the first characters of their digest.
+_LAYOUT = {"concepts": ("concepts", False), "input": ("embeddings", True)}
+
+
+def cache_file(folder: Path | None, name: tuple[str, ...]) -> Path | None:
+    """The file of the entry ``name`` (its kind first) under ``folder``; None without one.
+
+    Parameters
+    ----------
+    folder : Path or None
+    name : tuple of str
+        ``("concepts", key)`` or ``("input", backbone, key)``.
+
+    Returns
+    -------
+    path : Path or None
+    """
+    if folder is None:
+        return None
+    sub, spread = _LAYOUT[name[0]]
+    digest = cache_key(*name[1:])
+    where = Path(folder) / sub / digest[:2] if spread else Path(folder) / sub
+    return where / f"{digest}.npz"
+
+
+def recall(name: tuple[str, ...], folder: Path | None) -> np.ndarray | None:
+    """The entry ``name`` from memory, else from its file (then kept in memory too).
+
+    Parameters
+    ----------
+    name : tuple of str
+        As for :func:`cache_file`.
+    folder : Path or None
+        The cache folder; None looks in memory only.
+
+    Returns
+    -------
+    array : ndarray or None
+        Read-only; None when the entry is in neither place (or its file was damaged).
+    """
+    array = MEMORY.get(name)
+    path = cache_file(folder, name)
+    if array is None and path is not None:
+        array = load_cached_array(path, cache_key(*name))
+        if array is not None:
+            array = MEMORY.put(name, array)
+    return array
+
+
+def keep(name: tuple[str, ...], array: np.ndarray, folder: Path | None) -> np.ndarray:
+    """Keep ``array`` as the entry ``name`` in memory and, with a folder, in its file.
+
+    Parameters
+    ----------
+    name : tuple of str
+        As for :func:`cache_file`.
+    array : ndarray
+    folder : Path or None
+
+    Returns
+    -------
+    array : ndarray
+        The read-only view held in memory.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be written; the entry is kept in memory all the same.
+    """
+    kept = MEMORY.put(name, array)
+    path = cache_file(folder, name)
+    if path is not None:
+        save_cached_array(path, cache_key(*name), array)
+    return kept
 
 
 def _checksum(array: np.ndarray) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -12,7 +11,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 
-from ._explain import _pandas
+from ._explain import _pandas, check_top
 from ._transformer import SpliceTransformer
 
 __all__ = ["explain_predictions"]
@@ -214,8 +213,7 @@ def explain_predictions(estimator: Any, X: Any, *, top: int | None = None):
     >>> bool(np.allclose(totals, pipe.decision_function(X[:2]), rtol=0, atol=1e-12))
     True
     """
-    if top is not None and (isinstance(top, bool) or not isinstance(top, Integral) or top < 0):
-        raise ValueError(f"top must be None or a nonnegative integer, got {top!r}.")
+    top = check_top(top)
     steps = _steps(estimator)
     (first_label, splice), middle, (last_label, clf) = steps[0], steps[1:-1], steps[-1]
     if not isinstance(splice, SpliceTransformer):

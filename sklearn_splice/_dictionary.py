@@ -4,18 +4,12 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from typing import Any
 
 import numpy as np
 
-from ._cache import (
-    MEMORY,
-    cache_key,
-    encoder_identity,
-    load_cached_array,
-    resolve_cache_dir,
-    save_cached_array,
-)
+from ._cache import cache_file, cache_key, encoder_identity, keep, recall, resolve_cache_dir
 from ._embedding import check_embeddings
 from ._progress import progress
 
@@ -89,31 +83,25 @@ def concept_embeddings(
     concepts = list(concepts)
     identity = encoder_identity(encoder)
     folder = resolve_cache_dir(cache_dir) if identity is not None else None
-    key = path = None
+    name = None
     if identity is not None:
-        key = cache_key("concepts-v1", identity, json.dumps(concepts, ensure_ascii=False))
-        remembered = MEMORY.get(("concepts", key))
-        if remembered is not None:
-            return remembered
-        if folder is not None:
-            path = folder / "concepts" / f"{key}.npz"
-            cached = load_cached_array(path, key)
-            if cached is not None and cached.shape[0] == len(concepts):
-                if verbose:
-                    print(f"[sklearn_splice] concept embeddings from cache {path}", file=sys.stderr)
-                return MEMORY.put(("concepts", key), cached)
+        name = ("concepts", cache_key(identity, json.dumps(concepts, ensure_ascii=False)))
+        cached = recall(name, folder)
+        if cached is not None:
+            if verbose:
+                print("[sklearn_splice] concept embeddings from the cache", file=sys.stderr)
+            return cached
     emb = _encode_concepts(encoder, concepts, verbose)
     emb = normalize_rows(emb).astype(np.float32)
-    if key is None:
+    if name is None:
         return emb
-    if path is not None:
-        try:
-            save_cached_array(path, key, emb)
-        except OSError as exc:  # an unwritable cache must not stop the fit
-            import warnings
-
-            warnings.warn(f"Could not write the concept cache {path}: {exc}", UserWarning)
-    return MEMORY.put(("concepts", key), emb)
+    try:
+        return keep(name, emb, folder)
+    except OSError as exc:  # an unwritable cache must not stop the fit
+        warnings.warn(
+            f"Could not write the concept cache {cache_file(folder, name)}: {exc}", UserWarning
+        )
+        return recall(name, None)
 
 
 def _encode_concepts(encoder: Any, concepts: list[str], verbose: bool) -> np.ndarray:

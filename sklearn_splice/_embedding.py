@@ -15,15 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ._cache import (
-    MEMORY,
-    cache_key,
-    encoder_identity,
-    input_key,
-    load_cached_array,
-    resolve_cache_dir,
-    save_cached_array,
-)
+from ._cache import cache_key, encoder_identity, input_key, keep, recall, resolve_cache_dir
 from ._errors import InputError, UnreadableInputsWarning
 from ._inputs import Inputs, as_numpy
 
@@ -149,11 +141,6 @@ def _encode_at(
     )
 
 
-def _file(folder: Path, backbone: str, item_key: str) -> Path:
-    name = cache_key(item_key)
-    return Path(folder) / "embeddings" / backbone[:32] / name[:2] / f"{name}.npz"
-
-
 def encode_items(
     encode: Callable,
     items: list,
@@ -191,17 +178,14 @@ def encode_items(
     n = len(items)
     if identity is None:
         return _encode_at(encode, items, range(n), n, source, width)
-    backbone = cache_key("embeddings-v1", modality, identity)
-    keys = [input_key(item, modality) for item in items]
+    backbone = cache_key(modality, identity)
+    names = [
+        None if key is None else ("input", backbone, key)
+        for key in (input_key(item, modality) for item in items)
+    ]
     found: dict[int, np.ndarray] = {}
-    for i, key in enumerate(keys):
-        if key is None:
-            continue
-        vec = MEMORY.get(("input", backbone, key))
-        if vec is None and folder is not None:
-            vec = load_cached_array(_file(folder, backbone, key), key)
-            if vec is not None:
-                vec = MEMORY.put(("input", backbone, key), vec)
+    for i, name in enumerate(names):
+        vec = None if name is None else recall(name, folder)
         if vec is not None:
             found[i] = vec
     missing = [i for i in range(n) if i not in found]
@@ -214,14 +198,12 @@ def encode_items(
         for j, i in enumerate(missing):
             vec = np.array(fresh[j])  # the encoder's dtype: cold and warm caches agree
             found[i] = vec
-            if keys[i] is None or not vec.any():
+            if names[i] is None or not vec.any():
                 continue
-            MEMORY.put(("input", backbone, keys[i]), vec)
-            if folder is not None:
-                try:
-                    save_cached_array(_file(folder, backbone, keys[i]), keys[i], vec)
-                except OSError:
-                    folder = None  # an unwritable cache must not stop the work
+            try:
+                keep(names[i], vec, folder)
+            except OSError:
+                folder = None  # an unwritable cache must not stop the work
     E = np.stack([found[i] for i in range(n)])
     if width is not None and E.shape[1] != width:  # every row came from the cache
         raise width_error(E.shape[1], width, source)

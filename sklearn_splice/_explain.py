@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from numbers import Integral
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,24 @@ def _pandas():
     except ImportError as exc:  # pragma: no cover - pandas comes with the test extra
         raise ImportError("This function returns a DataFrame: `pip install pandas`.") from exc
     return pd
+
+
+def check_top(top):
+    """``top`` as an int, or None; anything but a nonnegative integer is an error.
+
+    Parameters
+    ----------
+    top : int or None
+
+    Returns
+    -------
+    top : int or None
+    """
+    if top is None:
+        return None
+    if isinstance(top, bool) or not isinstance(top, Integral) or top < 0:
+        raise ValueError(f"top must be None or a nonnegative integer, got {top!r}.")
+    return int(top)
 
 
 def _check(W, feature_names):

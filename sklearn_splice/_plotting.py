@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ._contributions import INTERCEPT, REST
+from ._explain import check_top
 
 __all__ = [
     "ConceptDisplay",
@@ -77,14 +78,6 @@ def _per_bar_reversed(kwargs, n):
     return {k: list(v)[::-1] if _is_per_bar(k, v, n) else v for k, v in kwargs.items()}
 
 
-def _check_top(top):
-    if top is None:
-        return None
-    if isinstance(top, bool) or not isinstance(top, Integral) or top < 0:
-        raise ValueError(f"top must be None or a nonnegative integer, got {top!r}.")
-    return int(top)
-
-
 def _check_index(index, n, what):
     if isinstance(index, bool) or not isinstance(index, Integral) or not 0 <= index < n:
         raise ValueError(f"index must be an integer in [0, {n}) ({n} {what}), got {index!r}.")
@@ -93,7 +86,7 @@ def _check_index(index, n, what):
 
 def _ranked(key, top):
     """Positions of the ``top`` largest ``key`` values, largest first, ties in order."""
-    return np.argsort(-np.asarray(key, dtype=float), kind="stable")[:_check_top(top)]
+    return np.argsort(-np.asarray(key, dtype=float), kind="stable")[:check_top(top)]
 
 
 def _ranked_barh(ax, names, values, colors, kwargs):
@@ -249,7 +242,7 @@ class ConceptDisplay:
             values = W[index].toarray().reshape(-1)
             default_title, value_name = f"concepts of input {index}", "weight"
         # A zero weight is a concept the input does not use: no bar for it.
-        order = [j for j in _ranked(values, None) if values[j] > 0][:_check_top(top)]
+        order = [j for j in _ranked(values, None) if values[j] > 0][:check_top(top)]
         disp = cls(
             [str(names[j]) for j in order],
             values[order],
@@ -322,7 +315,7 @@ class ConceptDisplay:
             raise ValueError(f"group {group!r} is not in the distribution; it has {groups}.")
         rows = distribution[distribution["group"] == group]
         values = rows[column].to_numpy(dtype=float)
-        order = [j for j in _ranked(values, None) if values[j] > 0][:_check_top(top)]
+        order = [j for j in _ranked(values, None) if values[j] > 0][:check_top(top)]
         label = column.replace("_", " ")
         default_title = f"{label} of concepts" + ("" if group == "all" else f" in {group}")
         disp = cls(
@@ -448,7 +441,7 @@ class PrevalenceDisplay:
             )
         groups = list(dict.fromkeys(distribution["group"]))
         if concepts is None:
-            top = _check_top(top)
+            top = check_top(top)
             keys = ["prevalence"] + (["mean_weight"] if "mean_weight" in distribution else [])
             used = distribution[distribution["prevalence"] > 0]
             concepts = []
@@ -786,7 +779,7 @@ def _waterfall(frame, index, class_label, top):
             f"The frame lacks the columns {sorted(missing)}; pass the output of "
             "explain_predictions."
         )
-    top = _check_top(top)
+    top = check_top(top)
     samples = list(dict.fromkeys(frame["sample"]))
     if isinstance(index, bool) or not isinstance(index, Integral) or index not in samples:
         shown = samples if len(samples) <= 10 else samples[:10] + ["..."]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import difflib
 import math
-from numbers import Integral, Real
+from numbers import Real
 from typing import Any
 
 import numpy as np
 
-from ._explain import _check, _pandas
+from ._explain import _check, _pandas, check_top
+from ._vocabulary import unknown_concepts_hint
 
 __all__ = ["find_by_concept"]
 
@@ -143,8 +143,7 @@ def find_by_concept(
     """
     W, names = _check(W, feature_names)
     include, exclude = _parse_query(query)
-    if top is not None and (isinstance(top, bool) or not isinstance(top, Integral) or top < 0):
-        raise ValueError(f"top must be None or a nonnegative integer, got {top!r}.")
+    top = check_top(top)
     if (
         isinstance(min_weight, bool)
         or not isinstance(min_weight, Real)
@@ -163,12 +162,8 @@ def find_by_concept(
         position[str(name)] = j
     missing = [name for name in include + exclude if name not in position]
     if missing:
-        hints = []
-        for name in missing:
-            close = difflib.get_close_matches(name, list(position), n=3)
-            hints.append(f"{name!r}" + (f" (close: {', '.join(close)})" if close else ""))
         raise ValueError("The query names concepts that are not in feature_names: "
-                         + "; ".join(hints) + ".")
+                         + unknown_concepts_hint(missing, position) + ".")
 
     # Only the queried columns are read: W stays sparse, whatever its width.
     inc = W[:, [position[name] for name in include]].toarray()

@@ -210,7 +210,6 @@ class _PreparedDictionary:
     C64: Any
     C32: Any
     exponent: int
-    max_row_norm: float
     margin_coef: float
     device: Any
     lipschitz: float | None = None  # of C64 (largest eigenvalue of C64.T @ C64), for FISTA
@@ -289,7 +288,6 @@ def _prepare_dictionary(dictionary: np.ndarray, device: Any) -> _PreparedDiction
         C64=C64,
         C32=C64.float(),
         exponent=exponent,
-        max_row_norm=row_norm,
         margin_coef=2.0 * C.shape[1] * _F32_UNIT * max(row_norm, 1.0),
         device=dev,
     )

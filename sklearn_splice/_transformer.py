@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 import warnings
 from contextlib import contextmanager
@@ -29,7 +28,12 @@ from ._encoder import OpenCLIPEncoder
 from ._inputs import MATRIX, Inputs, classify_inputs
 from ._solver import _nonnegative_lasso, _prepare_dictionary
 from ._torch_utils import resolve_device, usable_device
-from ._vocabulary import VOCABULARIES, load_reference_mean, load_vocabulary
+from ._vocabulary import (
+    VOCABULARIES,
+    load_reference_mean,
+    load_vocabulary,
+    unknown_concepts_hint,
+)
 
 __all__ = ["SpliceTransformer"]
 
@@ -455,13 +459,9 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         position = {c: i for i, c in enumerate(concepts)}
         missing = [n for n in names if not isinstance(n, str) or n not in position]
         if missing:
-            hints = []
-            for name in missing:
-                close = difflib.get_close_matches(str(name), list(position), n=3)
-                hints.append(f"{name!r}" + (f" (close: {', '.join(close)})" if close else ""))
             raise ValueError(
                 "exclude_concepts names concepts that are not in the vocabulary: "
-                + "; ".join(hints)
+                + unknown_concepts_hint(missing, position)
             )
         return np.array(sorted({position[n] for n in names}), dtype=np.intp)
 

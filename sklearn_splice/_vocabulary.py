@@ -30,6 +30,30 @@ REFERENCE_MEANS = {
 }
 
 
+def unknown_concepts_hint(missing, known) -> str:
+    """``'kat' (close: cat); 'dgo' (close: dog)``: each unknown name with its near matches.
+
+    Parameters
+    ----------
+    missing : iterable
+        The names not found.
+    known : iterable of str
+        The concept names there are.
+
+    Returns
+    -------
+    hint : str
+    """
+    import difflib
+
+    known = list(known)
+    hints = []
+    for name in missing:
+        close = difflib.get_close_matches(str(name), known, n=3)
+        hints.append(f"{name!r}" + (f" (close: {', '.join(close)})" if close else ""))
+    return "; ".join(hints)
+
+
 def _data_file(*parts: str):
     return resources.files("sklearn_splice").joinpath("data", *parts)
 
