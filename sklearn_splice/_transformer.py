@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import threading
 import warnings
+import weakref
 from contextlib import contextmanager
 from numbers import Integral, Real
 
@@ -42,6 +44,30 @@ _CHUNK = 8192
 # A unit embedding closer than this to the mean has no direction left after centring: the
 # float32 rounding of mean_ alone moves it by about 1e-7.
 _NO_DIRECTION = 1e-6
+
+
+# Dictionaries prepared for the solver, per process: a data-set job or a streaming caller
+# calls transform once per batch, and preparing (and, for small vocabularies, the Gram
+# matrix) would otherwise be redone every time. Keyed by the fitted array itself (a weak
+# reference guards against a reused id); never pickled.
+_PREPARED: dict = {}
+_PREPARED_LOCK = threading.Lock()
+_MAX_PREPARED = 2
+
+
+def _prepared_dictionary(components, device):
+    key = (id(components), str(device))
+    with _PREPARED_LOCK:
+        hit = _PREPARED.get(key)
+        if hit is not None and hit[0]() is components:
+            _PREPARED[key] = _PREPARED.pop(key)  # most recently used last
+            return hit[1]
+    prepared = _prepare_dictionary(components, device)
+    with _PREPARED_LOCK:
+        _PREPARED[key] = (weakref.ref(components), prepared)
+        while len(_PREPARED) > _MAX_PREPARED:
+            _PREPARED.pop(next(iter(_PREPARED)))
+    return prepared
 
 
 def _fitted_attributes(est) -> list[str]:
@@ -128,6 +154,10 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         ``set_output(transform="pandas")`` the output is a dense DataFrame either way.
     solver : {"working_set", "fista"}, default="working_set"
         See :func:`nonnegative_lasso`.
+    precompute : "auto" or bool, default="auto"
+        Whether the working-set solver uses the vocabulary's precomputed Gram matrix
+        (faster for vocabularies of a few thousand concepts); ``"auto"`` decides from the
+        vocabulary size and memory. See :func:`nonnegative_lasso`.
     tol : float, default=1e-6
         Relative duality gap at which each sample's solve stops.
     max_iter : int, default=100
@@ -216,6 +246,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         "exclude_concepts": ["array-like", None],
         "sparse_output": ["boolean"],
         "solver": [StrOptions({"working_set", "fista"})],
+        "precompute": [StrOptions({"auto"}), "boolean"],
         "tol": [Interval(Real, 0, None, closed="neither")],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -238,6 +269,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         exclude_concepts=None,
         sparse_output=True,
         solver="working_set",
+        precompute="auto",
         tol=1e-6,
         max_iter=100,
         batch_size=256,
@@ -256,6 +288,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         self.exclude_concepts = exclude_concepts
         self.sparse_output = sparse_output
         self.solver = solver
+        self.precompute = precompute
         self.tol = tol
         self.max_iter = max_iter
         self.batch_size = batch_size
@@ -525,7 +558,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         """
         excluded = self._excluded_indices(self.concepts_)
         device = usable_device(self.device)
-        prepared = _prepare_dictionary(self.components_, device)
+        prepared = _prepared_dictionary(self.components_, device)
         mean = self.mean_.astype(np.float64)
 
         def solve(rows):
@@ -534,6 +567,7 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
                 prepared,
                 self.l1_penalty,
                 solver=self.solver,
+                precompute=self.precompute,
                 tol=self.tol,
                 max_iter=self.max_iter,
                 batch_size=self.batch_size,

@@ -346,6 +346,7 @@ INVALID_PARAMS = {
     "exclude_concepts": 5,
     "sparse_output": "yes",
     "solver": "admm",
+    "precompute": "sometimes",
     "tol": 0.0,
     "max_iter": 0,
     "batch_size": 0,
@@ -398,3 +399,33 @@ def test_invalid_encoder_parameters_are_named(tiny_clip, name, value):
     enc = OpenCLIPEncoder(config, pretrained=checkpoint, device="cpu").set_params(**{name: value})
     with pytest.raises(InvalidParameterError, match=f"'{name}' parameter of OpenCLIPEncoder"):
         enc._load()
+
+
+def test_the_prepared_dictionary_is_reused_across_calls_and_renewed_by_a_refit(monkeypatch):
+    from sklearn_splice import _transformer
+
+    calls = []
+    real = _transformer._prepare_dictionary
+
+    def counting(components, device):
+        calls.append(id(components))
+        return real(components, device)
+
+    monkeypatch.setattr(_transformer, "_prepare_dictionary", counting)
+    D = make_concept_dictionary(len(WORDS), 16, random_state=0)
+    enc = DictionaryEncoder(D, WORDS)
+    X = np.abs(np.random.default_rng(0).normal(size=(6, 16)))
+    t = SpliceTransformer(encoder=enc, vocabulary=WORDS, cache_dir=False).fit(X)
+    first = t.transform(X).toarray()
+    for start in range(0, 6, 2):  # batch by batch, as a streaming caller does
+        # the same certified solutions (to the solver's tolerance) from the same dictionary
+        np.testing.assert_allclose(t.transform(X[start : start + 2]).toarray(),
+                                   first[start : start + 2], atol=1e-4)
+    assert len(calls) == 1
+    # a new dictionary (another vocabulary) is prepared afresh, never served stale
+    t.set_params(vocabulary=WORDS[::-1]).fit(X)
+    again = t.transform(X).toarray()
+    assert len(calls) == 2
+    fresh = clone(t).fit(X).transform(X).toarray()
+    np.testing.assert_array_equal(again, fresh)
+    assert not np.array_equal(again, first)
