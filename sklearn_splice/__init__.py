@@ -6,6 +6,8 @@ concept words. The heavy dependencies (torch, open_clip) are imported only when 
 
 from ._contributions import explain_predictions
 from ._datasets import from_torch_dataset, load_image_folder
+from ._dataset import DecompositionSummary, decompose_dataset, fit_dataset
+from ._dataset_reading import DecomposedDataset, read_decomposition
 from ._dictionary import build_dictionary, concept_embeddings
 from ._encoder import OpenCLIPEncoder
 from ._errors import (
@@ -32,7 +34,9 @@ from ._plotting import (
     plot_concepts,
     plot_prevalence,
 )
+from ._run_metadata import RunMismatchError
 from ._search import find_by_concept
+from ._shards import MissingShardError, ShardError
 from ._solver import nonnegative_lasso
 from ._transformer import SpliceTransformer
 from ._vocabulary import REFERENCE_MEANS, VOCABULARIES, load_reference_mean, load_vocabulary
@@ -51,6 +55,14 @@ __all__ = [
     "decomposition_quality",
     "compare_classes",
     "coefficient_table",
+    "read_decomposition",
+    "DecomposedDataset",
+    "decompose_dataset",
+    "fit_dataset",
+    "DecompositionSummary",
+    "ShardError",
+    "MissingShardError",
+    "RunMismatchError",
     "explain_predictions",
     "find_by_concept",
     "plot_concepts",

@@ -20,12 +20,15 @@ from typing import Any
 
 import numpy as np
 
+from ._files import is_url, url_to_fs
+
 __all__ = [
     "CACHE_ENV",
     "default_cache_dir",
     "resolve_cache_dir",
     "cache_key",
     "file_identity",
+    "url_identity",
     "input_key",
     "encoder_identity",
     "MEMORY",
@@ -123,11 +126,48 @@ def file_identity(path: Any) -> str | None:
     return f"file:{real}:{st.st_size}:{st.st_mtime_ns}"
 
 
+# What fsspec's info() may say about an object's version, most specific first: an ETag or
+# checksum changes with the content, a time stamp with every write.
+_VERSION_FIELDS = (
+    "ETag", "etag", "md5Hash", "crc32c", "checksum", "generation", "version_id",
+    "mtime", "LastModified", "last_modified", "updated", "created",
+)
+
+
+def url_identity(url: str) -> str | None:
+    """``url:<url>:<size>:<version>`` from fsspec's ``info()``, or None.
+
+    The version is the first of the ETag, checksum, generation or modification time that
+    the storage reports. Without size and version (e.g. an HTTP server that sends neither
+    Content-Length nor ETag) a changed object could not be told apart: None, not cached.
+
+    Parameters
+    ----------
+    url : str
+        An fsspec URL.
+
+    Returns
+    -------
+    identity : str or None
+    """
+    try:
+        fs, path = url_to_fs(url)
+        info = fs.info(path)
+    except Exception:  # no package for the protocol, missing or unreachable: not cached;
+        return None  # reading it (the default encoder) names the problem
+    version = next((info[k] for k in _VERSION_FIELDS if info.get(k) is not None), None)
+    size = info.get("size")
+    if version is None or size is None:
+        return None
+    return f"url:{url}:{size}:{version}"
+
+
 def input_key(item: Any, kind: str) -> str | None:
     """A content key for one input, or None when it has none (never cached then).
 
     Texts and in-memory images (arrays, PIL images) are keyed by a hash of their content;
-    files by :func:`file_identity`.
+    files by :func:`file_identity`; fsspec URLs by :func:`url_identity` (size and ETag,
+    checksum or modification time: one ``info()`` request per input).
 
     Parameters
     ----------
@@ -141,6 +181,8 @@ def input_key(item: Any, kind: str) -> str | None:
     """
     if kind == "text":
         return "text:" + hashlib.sha256(_utf8(item)).hexdigest() if isinstance(item, str) else None
+    if is_url(item):
+        return url_identity(item)
     if isinstance(item, (str, bytes, os.PathLike)):
         return file_identity(item)
     h = hashlib.sha256()
@@ -196,7 +238,7 @@ def _fingerprint(value: Any) -> str:
     raise TypeError(type(value).__name__)
 
 
-def encoder_identity(encoder: Any) -> str | None:
+def encoder_identity(encoder: Any, *, warn: bool = True) -> str | None:
     """What names an encoder's outputs in the caches, or None when nothing does.
 
     ``encoder.cache_identity()`` when the encoder has it; for an unfitted scikit-learn
@@ -207,6 +249,8 @@ def encoder_identity(encoder: Any) -> str | None:
     Parameters
     ----------
     encoder : object
+    warn : bool, default=True
+        Warn when there is no identity (callers that only record it pass False).
 
     Returns
     -------
@@ -222,7 +266,7 @@ def encoder_identity(encoder: Any) -> str | None:
         pass
     cls = type(encoder)
     name = f"{cls.__module__}.{cls.__qualname__}"
-    if name not in _WARNED_UNCACHEABLE:
+    if warn and name not in _WARNED_UNCACHEABLE:
         _WARNED_UNCACHEABLE.add(name)
         warnings.warn(
             f"The encoder {cls.__qualname__} has no cache_identity() method and is not a "

@@ -1,4 +1,5 @@
-"""Command line: ``sklearn-splice decompose IMAGE...``, ``sklearn-splice describe FOLDER`` and
+"""Command line: ``sklearn-splice decompose IMAGE...``, ``sklearn-splice describe FOLDER``,
+``sklearn-splice decompose-dataset SHARD... --out DIR`` and
 ``sklearn-splice vocabulary CAPTIONS.txt --out vocab.txt``."""
 
 from __future__ import annotations
@@ -61,10 +62,12 @@ def _penalty(text: str) -> float:
     return value
 
 
-def _add_model_options(sub: argparse.ArgumentParser, image_mean: str) -> None:
-    sub.add_argument(
-        "--top", type=_count, default=10, help="concepts shown per image or group (default 10)"
-    )
+def _add_model_options(sub: argparse.ArgumentParser, image_mean: str, top: bool = True) -> None:
+    if top:
+        sub.add_argument(
+            "--top", type=_count, default=10,
+            help="concepts shown per image or group (default 10)",
+        )
     sub.add_argument(
         "--l1-penalty", type=_penalty, default=0.25, help="sparsity penalty (default 0.25)"
     )
@@ -106,11 +109,41 @@ def _parser() -> argparse.ArgumentParser:
     dec = sub.add_parser("decompose", help="print the top concepts of each image")
     dec.add_argument("images", nargs="+", help="image files")
     _add_model_options(dec, "reference")
-    desc = sub.add_parser("describe", help="print the concept distribution of a folder of images")
-    desc.add_argument("folder", help="a folder of images; with --by-class, class_name/image.jpg")
+    desc = sub.add_parser(
+        "describe",
+        help="print the concept distribution of a folder of images or of a decompose-dataset "
+        "output",
+    )
+    desc.add_argument(
+        "folder",
+        help="a folder of images (with --by-class, class_name/image.jpg), or the output "
+        "folder or URL of decompose-dataset (read as it is: the model options do not apply)",
+    )
     desc.add_argument("--by-class", action="store_true", help="one distribution per class folder")
     desc.add_argument("--plot", metavar="PNG", help="also save a chart of the distribution")
     _add_model_options(desc, "fit")
+    data = sub.add_parser(
+        "decompose-dataset", help="decompose the images of tar shards into Parquet files",
+        description="Decompose every image (or .npy embedding) of webdataset-style tar shards "
+        "into OUT/weights/ and OUT/inputs/ (one Parquet partition per shard) and "
+        "OUT/_splice_run.json, shard by shard, on a dask cluster with --scheduler. "
+        "Read the result with `sklearn-splice describe OUT`.",
+    )
+    data.add_argument("shards", nargs="+", metavar="SHARD", help="tar shard paths or URLs")
+    data.add_argument("--out", required=True, metavar="DIR", help="output folder or URL")
+    data.add_argument(
+        "--scheduler", metavar="ADDRESS",
+        help="a dask scheduler (e.g. tcp://10.0.0.1:8786); default: this process",
+    )
+    data.add_argument(
+        "--resume", action=argparse.BooleanOptionalAction, default=True,
+        help="finish a run already in DIR: only its missing shards are decomposed (default); "
+        "--no-resume refuses an existing run",
+    )
+    data.add_argument(
+        "--batch-size", type=_count, default=256, help="images decomposed at a time (default 256)"
+    )
+    _add_model_options(data, "reference", top=False)
     voc = sub.add_parser(
         "vocabulary", help="build a concept vocabulary from your own captions",
         description="Count the words and two-word phrases of your captions and write the most "
@@ -138,7 +171,7 @@ def _parser() -> argparse.ArgumentParser:
         help="keep common words such as 'the' and 'of', on their own and in phrases",
     )
     voc.add_argument("--quiet", action="store_true", help="no summary on stderr")
-    for command in (dec, desc, voc):
+    for command in (dec, desc, data, voc):
         command.set_defaults(parser=command)  # so that a misplaced option names its command
     return parser
 
@@ -213,7 +246,7 @@ def _splice(args, n_images: int):
     from ._encoder import OpenCLIPEncoder
     from ._transformer import SpliceTransformer
 
-    if args.image_mean == "fit" and n_images < 2:
+    if args.image_mean == "fit" and n_images is not None and n_images < 2:
         raise _UserError("--image-mean fit needs at least 2 images (one image is its own mean)")
     vocabulary = _vocabulary(args.vocabulary, args.vocabulary_size)
     _check_pretrained(args.pretrained)
@@ -253,6 +286,81 @@ def _decompose(args) -> list[dict]:
         {"image": path, "l0": int(n), "concepts": concepts}
         for path, n, concepts in zip(args.images, l0, tops)
     ]
+
+
+def _client(address: str | None):
+    """A dask client of the scheduler at ``address`` (None: the job runs in this process)."""
+    if address is None:
+        return contextlib.nullcontext()
+    try:
+        from distributed import Client
+    except ImportError as exc:
+        raise _UserError('--scheduler needs distributed: pip install "sklearn-splice[scale]"') \
+            from exc
+    try:
+        return Client(address)
+    except (OSError, ValueError, TypeError) as exc:  # unreachable, or not an address
+        raise _UserError(f"--scheduler {address}: cannot connect ({exc})") from exc
+
+
+def _stored_mean(args):
+    """The mean of a run already in --out, so that resuming it does not fit the mean again;
+    None for a new run. --no-resume on an existing run fails here, before any work."""
+    from ._files import url_to_fs
+    from ._run_metadata import METADATA_FILE, read_run_metadata
+
+    fs, root = url_to_fs(args.out)
+    if not fs.exists(f"{root.rstrip('/')}/{METADATA_FILE}"):
+        return None
+    if not args.resume:
+        raise _UserError(
+            f"--out {args.out} already holds a decomposition run: --resume finishes it, or "
+            "write to another folder"
+        )
+    return np.asarray(read_run_metadata(args.out)["mean"], dtype=np.float64)
+
+
+def _decompose_dataset(args):
+    from ._dataset import decompose_dataset
+    from ._files import is_url
+
+    for path in args.shards:
+        if not is_url(path) and not any(c in path for c in "*?["):
+            _regular_file(path, "shard")
+    if not is_url(args.out) and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise _UserError(f"--out {args.out} is a file, not a folder")
+    mean = _stored_mean(args)
+    splice = _splice(args, None)
+    if args.image_mean == "fit" and mean is not None:
+        splice.set_params(image_mean=mean)  # the run's own mean: no second pass to refit it
+    with _client(args.scheduler) as client:
+        return decompose_dataset(
+            list(args.shards), splice, args.out, client=client, resume=args.resume,
+            batch_size=args.batch_size, progress=not args.quiet,
+        )
+
+
+def _print_summary(summary, fmt: str, out) -> None:
+    record = {
+        "output": summary.output,
+        "images": summary.images,
+        "unreadable": summary.unreadable,
+        "shards_done": summary.shards_done,
+        "shards_skipped": summary.shards_skipped,
+        "failed_shards": [list(f) for f in summary.failed_shards],
+        "seconds": round(summary.seconds, 3),
+        "images_per_second": round(summary.images_per_second, 3),
+    }
+    if fmt == "json":
+        json.dump(record, out, indent=2)
+        out.write("\n")
+    elif fmt == "csv":
+        writer = csv.writer(out)
+        del record["failed_shards"]
+        writer.writerow(list(record))
+        writer.writerow(list(record.values()))
+    else:
+        out.write(f"{summary}\n")
 
 
 def _print(rows: list[dict], fmt: str, out) -> None:
@@ -335,6 +443,15 @@ def _describe(args):
 
 
 def _plot(dist, names, W, labels, path, top):
+    from ._explain import concept_distribution
+
+    full = None if labels is None else concept_distribution(W, names, labels)
+    _save_plot(dist, full, path, top)
+
+
+def _save_plot(dist, by_class, path, top):
+    """Bars of ``dist``'s prevalences, or, given the full distribution per class, the
+    prevalence in each class of the concepts that ``dist`` shows."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -342,18 +459,14 @@ def _plot(dist, names, W, labels, path, top):
 
     from ._plotting import plot_concepts, plot_prevalence
 
-    if labels is None:
+    if by_class is None:
         ax = plot_concepts(
             dist["concept"], dist["prevalence"], top=top, title="prevalence of concepts"
         )
         ax.set_xlabel("prevalence")
     else:
-        from ._explain import concept_distribution
-
         chosen = list(dict.fromkeys(dist["concept"]))  # each class's top concepts
-        ax = plot_prevalence(
-            concept_distribution(W, names, labels), chosen, title="prevalence by class"
-        )
+        ax = plot_prevalence(by_class, chosen, title="prevalence by class")
     ax.figure.tight_layout()
     ax.figure.savefig(path, dpi=100)
     plt.close(ax.figure)
@@ -375,6 +488,107 @@ def _print_frames(dist, quality, fmt: str, out) -> None:
                 f"mean cosine fidelity {row.mean_fidelity:.3f} (mean alone: "
                 f"{row.mean_baseline_fidelity:.3f}; centred parts: "
                 f"{row.mean_centred_fidelity:.3f})\n"
+            )
+            sub = dist[dist["group"] == row.group]
+            for r in sub.itertuples(index=False):
+                out.write(f"  {r.prevalence:6.1%}  {r.mean_weight:7.4f}  {r.concept}\n")
+
+
+def _is_decomposition(folder: str) -> bool:
+    """A URL, or a folder holding run metadata: the output of decompose-dataset."""
+    from ._files import is_url
+    from ._run_metadata import METADATA_FILE
+
+    return is_url(folder) or os.path.isfile(os.path.join(folder, METADATA_FILE))
+
+
+def _run_settings(meta: dict, dataset) -> dict:
+    """What a reader of the report needs to know of the run (not the mean or concepts)."""
+    backbone = meta.get("backbone") or {}
+    return {
+        "output": dataset.outputs[0],
+        "architecture": backbone.get("architecture"),
+        "pretrained": backbone.get("pretrained"),
+        "encoder_identity": meta.get("encoder_identity"),
+        "modality": meta.get("modality"),
+        "n_concepts": len(dataset.concepts),
+        "vocabulary_sha256": meta.get("vocabulary_sha256"),
+        "l1_penalty": meta.get("l1_penalty"),
+        "solver": meta.get("solver"),
+        "tol": meta.get("tol"),
+        "exclude_concepts": meta.get("exclude_concepts"),
+        "mean_sha256": meta.get("mean_sha256"),
+        "n_shards": len(meta.get("shards", [])),
+        "n_shards_done": len(dataset.shard_ids),
+        "created": meta.get("created"),
+        "library_version": meta.get("library_version"),
+    }
+
+
+def _describe_decomposition(args):
+    """Counts, top concepts overall and per label, and settings of a decompose-dataset output."""
+    import pandas as pd
+
+    from ._dataset_reading import read_decomposition
+    from ._explain import concept_distribution
+
+    if args.plot:
+        _check_plot(args.plot)
+    dataset = read_decomposition(args.folder)
+    per_label = dataset.input_counts(by_label=True)
+    labels = per_label[per_label["group"].notna()]
+    unlabelled = int(per_label.loc[per_label["group"].isna(), "n_decomposed"].sum())
+    if args.by_class and labels.empty:
+        raise _UserError(f"--by-class: the inputs of {args.folder} have no labels")
+    overall = per_label[["n_inputs", "n_decomposed", "n_unreadable"]].sum()
+    counts = [pd.DataFrame({"group": ["all"], **{k: [int(v)] for k, v in overall.items()}})]
+    frames = [concept_distribution(dataset)]
+    by_class = None
+    if not labels.empty and unlabelled:
+        warnings.warn(
+            f"{unlabelled:,} decomposed inputs of {args.folder} have no label: no "
+            "distribution per label is shown"
+        )
+    elif not labels.empty:
+        counts.append(labels.astype({"group": "int64"}).astype({"group": object}))
+        by_class = concept_distribution(dataset, y="label")
+        frames.append(by_class)
+    dist = pd.concat(frames, ignore_index=True)
+    dist = dist[dist["prevalence"] > 0].groupby("group", sort=False).head(args.top)
+    dist = dist.reset_index(drop=True)
+    if args.plot:
+        shown = dist if by_class is None else dist[dist["group"] != "all"]
+        _save_plot(shown, by_class, args.plot, args.top)
+    counts = pd.concat(counts, ignore_index=True)
+    return _run_settings(dataset.metadata, dataset), counts, dist
+
+
+def _print_decomposition(report, fmt: str, out) -> None:
+    settings, counts, dist = report
+    if fmt == "json":
+        json.dump(
+            {"run": settings, "summary": counts.to_dict("records"),
+             "concepts": dist.to_dict("records")},
+            out, indent=2, default=str,
+        )
+        out.write("\n")
+    elif fmt == "csv":
+        dist.merge(counts, on="group", how="left", sort=False).to_csv(out, index=False)
+    else:
+        backbone = settings["architecture"] or settings["encoder_identity"] or "custom encoder"
+        if settings["pretrained"]:
+            backbone += f" ({settings['pretrained']})"
+        out.write(
+            f"run: {backbone}, {settings['modality']}, {settings['n_concepts']:,} concepts "
+            f"(vocabulary sha256 {str(settings['vocabulary_sha256'])[:12]}), l1_penalty "
+            f"{settings['l1_penalty']}, solver {settings['solver']}, tol {settings['tol']}; "
+            f"{settings['n_shards_done']} of {settings['n_shards']} shards done\n"
+        )
+        for row in counts.itertuples(index=False):
+            name = "all" if row.group == "all" else f"label {row.group}"
+            out.write(
+                f"{name}: {_plural(row.n_inputs, 'image')}, {row.n_decomposed:,} decomposed, "
+                f"{row.n_unreadable:,} unreadable\n"
             )
             sub = dist[dist["group"] == row.group]
             for r in sub.itertuples(index=False):
@@ -601,11 +815,16 @@ def _run(argv: Sequence[str] | None) -> int:
     except _UserError as exc:
         _say(f"error: {exc}")
         return EXIT_ERROR
+    report = None
     try:
         if args.command == "vocabulary":
             summary = _build_vocabulary(args)
         elif args.command == "decompose":
             rows = _decompose(args)
+        elif args.command == "decompose-dataset":
+            summary = _decompose_dataset(args)
+        elif _is_decomposition(args.folder):
+            report = _describe_decomposition(args)
         else:
             dist, quality = _describe(args)
     except WeightsUnavailableError as exc:
@@ -623,6 +842,10 @@ def _run(argv: Sequence[str] | None) -> int:
     with _escaped_stdout() as out:
         if args.command == "decompose":
             _print(rows, args.format, out)
+        elif args.command == "decompose-dataset":
+            _print_summary(summary, args.format, out)
+        elif report is not None:
+            _print_decomposition(report, args.format, out)
         else:
             _print_frames(dist, quality, args.format, out)
         out.flush()  # a closed pipe shows here, where it is handled, not at exit

@@ -144,21 +144,73 @@ def _groups(n, y):
     return [(label, np.flatnonzero(y == label)) for label in np.unique(y)]
 
 
+def _group_sums(W, feature_names, y, classes=None):
+    """The concept names, and per group ``(label, n_samples, weight sums, nonzero counts)``.
+
+    The one place that tells a matrix from a :class:`DecomposedDataset`, whose sums are
+    dask reductions over its Parquet shards. ``classes``: only these groups of a matrix.
+    """
+    from ._dataset_reading import DecomposedDataset, concept_counts
+
+    if isinstance(W, DecomposedDataset):
+        names = W.concepts
+        if feature_names is not None and list(np.asarray(feature_names)) != list(names):
+            raise ValueError(
+                "feature_names differ from the concepts of the decomposed data set; "
+                "pass None to use its own."
+            )
+        if y is not None and not (isinstance(y, str) and y == "label"):
+            raise ValueError(
+                "For a decomposed data set, y must be None (one group) or 'label' (the "
+                f"labels stored with its inputs), got {type(y).__name__}."
+            )
+        return names, concept_counts(W, by_label=y is not None)
+    if feature_names is None:
+        raise ValueError("feature_names is required with a weight matrix.")
+    W, names = _check(W, feature_names)
+    if classes is None:
+        chosen = _groups(W.shape[0], y)
+    else:
+        y = np.asarray(y)
+        if len(y) != W.shape[0]:
+            raise ValueError(f"y has {len(y)} labels for {W.shape[0]} samples.")
+        chosen = [(label, np.flatnonzero(y == label)) for label in classes]
+    groups = []
+    for label, rows in chosen:
+        sub = W[rows]
+        groups.append(
+            (
+                label,
+                len(rows),
+                np.asarray(sub.sum(axis=0), dtype=np.float64).ravel(),
+                np.bincount(sub.indices, minlength=W.shape[1]),
+            )
+        )
+    return names, groups
+
+
 def concept_distribution(
-    W: Any, feature_names: Any, y: Any = None, *, min_prevalence: float = 0.0
+    W: Any, feature_names: Any = None, y: Any = None, *, min_prevalence: float = 0.0
 ):
     """Mean weight and prevalence of every concept, over the data set or per class.
 
     Prevalence is the share of samples in which the concept's weight is nonzero.
 
+    A :class:`DecomposedDataset` (the Parquet output of :func:`decompose_dataset`) is
+    accepted in place of ``W``: the same figures are then computed with dask dataframes,
+    shard by shard, without loading every code into one process. Its unreadable inputs
+    are left out of ``n_samples`` (see :meth:`DecomposedDataset.input_counts`).
+
     Parameters
     ----------
-    W : array-like or sparse matrix of shape (n_samples, n_concepts)
-        Output of ``SpliceTransformer.transform``.
-    feature_names : array-like of str
-        ``SpliceTransformer.get_feature_names_out()``.
-    y : array-like of shape (n_samples,), default=None
+    W : array-like, sparse matrix of shape (n_samples, n_concepts) or DecomposedDataset
+        Output of ``SpliceTransformer.transform``, or of :func:`read_decomposition`.
+    feature_names : array-like of str, default=None
+        ``SpliceTransformer.get_feature_names_out()``; required for a matrix. For a
+        DecomposedDataset, ``None`` (its own concepts) or the same names.
+    y : array-like of shape (n_samples,) or "label", default=None
         Class labels: one group per distinct label. ``None`` makes one group, ``"all"``.
+        For a DecomposedDataset, ``"label"`` groups by the labels stored with the inputs.
     min_prevalence : float, default=0.0
         Leave out the concepts whose prevalence in a group is below this share.
 
@@ -182,18 +234,17 @@ def concept_distribution(
     3  desert     sea         0.00         0.0          1
     """
     pd = _pandas()
-    W, names = _check(W, feature_names)
+    names, groups = _group_sums(W, feature_names, y)
     frames = []
-    for label, rows in _groups(W.shape[0], y):
-        sub = W[rows]
-        n = max(len(rows), 1)
+    for label, n_samples, sums, counts in groups:
+        n = max(n_samples, 1)
         frame = pd.DataFrame(
             {
                 "group": label,
                 "concept": names,
-                "mean_weight": np.asarray(sub.sum(axis=0)).ravel() / n,
-                "prevalence": np.bincount(sub.indices, minlength=W.shape[1]) / n,
-                "n_samples": len(rows),
+                "mean_weight": sums / n,
+                "prevalence": counts / n,
+                "n_samples": n_samples,
             }
         )
         frame = frame[frame["prevalence"] >= min_prevalence]
@@ -312,26 +363,31 @@ def decomposition_quality(W: Any, embeddings: Any, splice: Any, y: Any = None):
 
 
 def compare_classes(
-    W: Any, feature_names: Any, y: Any, class_a: Any, class_b: Any, *, top: int = 20,
-    min_prevalence: float = 0.0,
+    W: Any, feature_names: Any = None, y: Any = None, class_a: Any = None, class_b: Any = None,
+    *, top: int = 20, min_prevalence: float = 0.0,
 ):
     """Concepts far more prevalent in ``class_a`` than in ``class_b``.
 
     The paper's check for spurious correlations (e.g. "swimwear" far more frequent in one
     of two classes).
 
+    A :class:`DecomposedDataset` is accepted in place of ``W``, as in
+    :func:`concept_distribution`: its stored labels are the classes.
+
     Parameters
     ----------
-    W : array-like or sparse matrix of shape (n_samples, n_concepts)
-        Output of ``SpliceTransformer.transform``.
-    feature_names : array-like of str
-        ``SpliceTransformer.get_feature_names_out()``.
-    y : array-like of shape (n_samples,)
-        Class labels.
+    W : array-like, sparse matrix of shape (n_samples, n_concepts) or DecomposedDataset
+        Output of ``SpliceTransformer.transform``, or of :func:`read_decomposition`.
+    feature_names : array-like of str, default=None
+        ``SpliceTransformer.get_feature_names_out()``; required for a matrix. For a
+        DecomposedDataset, ``None`` (its own concepts) or the same names.
+    y : array-like of shape (n_samples,) or "label", default=None
+        Class labels; required for a matrix. For a DecomposedDataset, ``None`` or
+        ``"label"``: the labels stored with its inputs.
     class_a : object
-        The label of the class whose concepts are looked for.
+        The label of the class whose concepts are looked for (required).
     class_b : object
-        The label of the class it is compared with.
+        The label of the class it is compared with (required).
     top : int, default=20
         Number of concepts returned.
     min_prevalence : float, default=0.0
@@ -354,18 +410,25 @@ def compare_classes(
     0  swimwear         1.0
     """
     pd = _pandas()
-    W, names = _check(W, feature_names)
-    y = np.asarray(y)
+    if class_a is None or class_b is None:
+        raise ValueError("compare_classes needs class_a and class_b.")
+    from ._dataset_reading import DecomposedDataset
+
+    dataset = isinstance(W, DecomposedDataset)
+    if y is None and not dataset:
+        raise ValueError("y (the class labels) is required with a weight matrix.")
+    if dataset:
+        names, groups = _group_sums(W, feature_names, "label" if y is None else y)
+    else:
+        names, groups = _group_sums(W, feature_names, y, classes=(class_a, class_b))
     stats = {}
     for key, label in (("a", class_a), ("b", class_b)):
-        rows = np.flatnonzero(y == label)
-        if not len(rows):
-            raise ValueError(f"class {label!r} has no samples in y.")
-        sub = W[rows]
-        stats[key] = (
-            np.bincount(sub.indices, minlength=W.shape[1]) / len(rows),
-            np.asarray(sub.sum(axis=0)).ravel() / len(rows),
+        n, sums, counts = next(
+            ((n, s, c) for k, n, s, c in groups if k == label), (0, None, None)
         )
+        if not n:
+            raise ValueError(f"class {label!r} has no samples in y.")
+        stats[key] = (counts / n, sums / n)
     frame = pd.DataFrame(
         {
             "concept": names,

@@ -1,12 +1,14 @@
-"""Whether a path names a regular file: checked before opening, since a FIFO would block."""
+"""Files and URLs: whether a path names a regular file (a FIFO would block), and where
+fsspec reads or writes a URL, atomically."""
 
 from __future__ import annotations
 
 import os
+import re
 import stat
 from typing import Any
 
-__all__ = ["MISSING", "regular_file_problem"]
+__all__ = ["MISSING", "regular_file_problem", "is_url", "url_to_fs", "is_local_fs", "write_atomic"]
 
 MISSING = "does not exist."
 
@@ -34,3 +36,121 @@ def regular_file_problem(path: Any) -> str | None:
     if not stat.S_ISREG(mode):
         return "is not a regular file (a pipe, socket or device); only files can be read."
     return None
+
+
+# A protocol prefix as fsspec understands it ("s3://", "memory://", "file://"); one letter
+# before ":" is a Windows drive, not a protocol.
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
+# The package that provides each common protocol, for the error when it is missing.
+_PROTOCOL_PACKAGES = {
+    "s3": "s3fs",
+    "s3a": "s3fs",
+    "gs": "gcsfs",
+    "gcs": "gcsfs",
+    "az": "adlfs",
+    "abfs": "adlfs",
+    "http": "aiohttp",
+    "https": "aiohttp",
+}
+
+
+def is_url(item: Any) -> bool:
+    """Whether ``item`` is a string with a protocol (``s3://``, ``memory://``, ``file://``).
+
+    Parameters
+    ----------
+    item : object
+
+    Returns
+    -------
+    url : bool
+    """
+    return isinstance(item, str) and _URL.match(item) is not None
+
+
+def url_to_fs(url: Any, storage_options: dict | None = None) -> tuple[Any, str]:
+    """The fsspec filesystem of a URL or local path, and the path within it.
+
+    Parameters
+    ----------
+    url : str or path-like
+        A local path or any fsspec URL.
+    storage_options : dict, default=None
+        Passed to the filesystem (credentials, ``client_kwargs={"endpoint_url": ...}``).
+
+    Returns
+    -------
+    fs : fsspec.AbstractFileSystem
+    path : str
+
+    Raises
+    ------
+    ImportError
+        When fsspec, or the package of the URL's protocol, is not installed; the message
+        says what to install.
+    """
+    try:
+        import fsspec
+    except ImportError as exc:
+        raise ImportError(
+            f"Reading or writing {url!r} needs fsspec: pip install \"sklearn-splice[scale]\""
+        ) from exc
+    url = os.fspath(url)
+    try:
+        return fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except ImportError as exc:
+        protocol = url.split("://", 1)[0] if is_url(url) else "file"
+        package = _PROTOCOL_PACKAGES.get(protocol, f"the fsspec implementation of {protocol}")
+        raise ImportError(
+            f"Reading or writing {url!r} needs {package}: pip install {package}"
+            if protocol in _PROTOCOL_PACKAGES
+            else f"Reading or writing {url!r} needs {package} ({exc})"
+        ) from exc
+
+
+def is_local_fs(fs: Any) -> bool:
+    """Whether an fsspec filesystem is the local one.
+
+    Parameters
+    ----------
+    fs : fsspec.AbstractFileSystem
+
+    Returns
+    -------
+    local : bool
+    """
+    protocol = fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)
+    return "file" in protocol or "local" in protocol
+
+
+def write_atomic(fs: Any, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file, or all of the new one.
+
+    A local file is written under a temporary name in the same folder and renamed; on
+    object stores one PUT (``pipe_file``) creates the object whole.
+
+    Parameters
+    ----------
+    fs : fsspec.AbstractFileSystem
+    path : str
+        The file, in ``fs``.
+    data : bytes
+    """
+    if not is_local_fs(fs):
+        fs.pipe_file(path, data)
+        return
+    import tempfile
+
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from ._errors import InputError, InputTypeError, MissingInputError
-from ._files import MISSING, regular_file_problem
+from ._files import MISSING, is_local_fs, is_url, regular_file_problem, url_to_fs
 
 __all__ = ["load_image", "check_regular_file"]
 
@@ -48,8 +48,9 @@ def load_image(item: Any, index: int = 0) -> Any:
     Parameters
     ----------
     item : str, bytes, path-like, PIL.Image.Image or ndarray
-        A path to a regular file, a PIL image, or an ``HxW`` / ``HxWxC`` uint8 array
-        (C = 1, 3 or 4).
+        A path to a regular file, an fsspec URL (``s3://``, ``gs://``, ``https://``,
+        ``memory://``, ``file://``; read with fsspec), a PIL image, or an ``HxW`` /
+        ``HxWxC`` uint8 array (C = 1, 3 or 4).
     index : int, default=0
         The input's position in the caller's collection, carried by any error.
 
@@ -61,7 +62,7 @@ def load_image(item: Any, index: int = 0) -> Any:
     Raises
     ------
     MissingInputError
-        The path does not exist.
+        The path or URL does not exist.
     InputError
         Anything else that makes the input unreadable (not a regular file, not an image,
         truncated, empty, a closed PIL image); ``.index`` and ``.path`` say which input.
@@ -71,9 +72,11 @@ def load_image(item: Any, index: int = 0) -> Any:
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(item, (str, bytes, os.PathLike)):
-        check_regular_file(item, index)
+        source = _read_url(item, index) if is_url(item) else item
+        if source is item:
+            check_regular_file(item, index)
         try:
-            with Image.open(item) as img:
+            with Image.open(source) as img:
                 img.load()
                 rgb = _to_rgb(img)
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
@@ -112,8 +115,32 @@ def load_image(item: Any, index: int = 0) -> Any:
     )
 
 
+def _read_url(url: str, index: int) -> Any:
+    """The bytes at ``url`` as a file object; a missing or unreadable URL is an InputError."""
+    import io
+
+    fs, path = url_to_fs(url)  # ImportError (fsspec or the protocol's package) propagates
+    problem = regular_file_problem(path) if is_local_fs(fs) else None
+    if problem is not None:  # a local FIFO would block
+        error = MissingInputError if problem == MISSING else InputError
+        raise error(index, problem, path=url, kind="Image")
+    try:
+        return io.BytesIO(fs.cat_file(path))
+    except FileNotFoundError:
+        raise MissingInputError(index, MISSING, path=url, kind="Image") from None
+    except IsADirectoryError:
+        raise InputError(index, "is a directory, not a file.", path=url, kind="Image") from None
+    except Exception as exc:  # network, permission and service errors of any backend
+        raise InputError(
+            index, f"could not be read: {type(exc).__name__}: {exc}", path=url, kind="Image"
+        ) from exc
+
+
 def check_regular_file(path: Any, index: int) -> None:
     """Refuse what is not a regular file before opening it: a FIFO or device would block.
+
+    A URL (``s3://``, ``memory://``, ...) is not checked here: reading it reports a missing
+    or unreadable object with the same errors.
 
     Parameters
     ----------
@@ -122,6 +149,8 @@ def check_regular_file(path: Any, index: int) -> None:
     index : int
         Its position in the caller's collection, carried by the error.
     """
+    if is_url(path):
+        return
     problem = regular_file_problem(path)
     if problem is not None:
         error = MissingInputError if problem == MISSING else InputError

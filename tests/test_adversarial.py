@@ -220,7 +220,7 @@ class ItemEncoder(HashingEncoder):
 @pytest.mark.parametrize("extra", [-1, 1])
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
 def test_wrong_row_counts_are_caught_through_the_cache(extra, warm):
-    items = [f"s3://bucket/{i}.jpg" for i in range(6)]
+    items = [f"bucket/{i}.jpg" for i in range(6)]  # identifiers of a custom encoder
     splice = SpliceTransformer(ItemEncoder(), vocabulary=WORDS, device="cpu").fit(items[:3])
     if warm:
         splice.transform(items[:3])

@@ -781,3 +781,170 @@ def test_vocabulary_splits_captions_on_any_line_break(tmp_path, capsys):
     assert status == 0, err
     assert "sofa blue" not in out.read_text().splitlines()
     assert set(out.read_text().split("\n")) >= {"red sofa", "blue car"}
+
+
+# -- data sets: tar shards in, Parquet out, described ------------------------------------
+@pytest.fixture
+def image_shards(image_files, tmp_path):
+    """3 tar shards of 4 labelled images each; the second also holds an unreadable one."""
+    import tarfile
+    from pathlib import Path
+
+    def add(tar, name, data):
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+    paths, labels = image_files
+    folder = tmp_path / "shards"
+    folder.mkdir()
+    shards = []
+    for s in range(3):
+        shard = folder / f"shard-{s}.tar"
+        with tarfile.open(shard, "w") as tar:
+            for i in range(4 * s, 4 * s + 4):
+                add(tar, f"img{i:02d}{Path(paths[i]).suffix}", Path(paths[i]).read_bytes())
+                add(tar, f"img{i:02d}.cls", b"%d" % labels[i])
+            if s == 1:
+                add(tar, "broken.jpg", b"not an image")
+                add(tar, "broken.cls", b"1")
+        shards.append(str(shard))
+    return shards
+
+
+def dataset_args(tiny_clip, vocab_file, shards, out, *extra):
+    config, checkpoint = tiny_clip
+    return [
+        "decompose-dataset", *shards, "--out", str(out), "--model", config, "--pretrained",
+        checkpoint, "--vocabulary", vocab_file, "--image-mean", "fit", "--l1-penalty", "0.05",
+        "--device", "cpu", "--quiet", *extra,
+    ]
+
+
+def test_decompose_dataset_then_describe_the_output(
+    tiny_clip, vocab_file, image_shards, tmp_path, capsys
+):
+    from sklearn_splice import concept_distribution, read_decomposition
+
+    out = tmp_path / "out"
+    status, text, err = run(
+        dataset_args(tiny_clip, vocab_file, image_shards, out, "--format", "json"), capsys
+    )
+    assert status == 0, err
+    summary = json.loads(text)
+    assert summary["images"] == 12 and summary["unreadable"] == 1
+    assert summary["shards_done"] == 3 and summary["shards_skipped"] == 0
+    status, text, err = run(["describe", str(out), "--format", "json", "--top", "3"], capsys)
+    assert status == 0, err
+    report = json.loads(text)
+    assert report["run"]["l1_penalty"] == 0.05 and report["run"]["n_concepts"] == len(WORDS)
+    assert report["run"]["n_shards_done"] == 3
+    assert report["summary"] == [
+        {"group": "all", "n_inputs": 13, "n_decomposed": 12, "n_unreadable": 1},
+        {"group": 0, "n_inputs": 6, "n_decomposed": 6, "n_unreadable": 0},
+        {"group": 1, "n_inputs": 7, "n_decomposed": 6, "n_unreadable": 1},
+    ]
+    # the top concepts shown are those of the statistics of the output, per group
+    dataset = read_decomposition(str(out))
+    for group, y in (("all", None), (0, "label"), (1, "label")):
+        dist = concept_distribution(dataset, y=y)
+        want = dist[(dist["group"] == group) & (dist["prevalence"] > 0)].head(3)
+        shown = [r for r in report["concepts"] if r["group"] == group]
+        assert [r["concept"] for r in shown] == want["concept"].tolist()
+        assert [r["prevalence"] for r in shown] == pytest.approx(want["prevalence"].tolist())
+    status, text, _ = run(["describe", str(out), "--top", "2"], capsys)
+    lines = text.splitlines()
+    assert status == 0 and lines[0].startswith("run: ") and "3 of 3 shards done" in lines[0]
+    assert lines[1] == "all: 13 images, 12 decomposed, 1 unreadable"
+    assert "label 1: 7 images, 6 decomposed, 1 unreadable" in lines
+    status, text, _ = run(["describe", str(out), "--format", "csv"], capsys)
+    table = list(csv.reader(io.StringIO(text)))
+    assert status == 0 and table[0][:3] == ["group", "concept", "mean_weight"]
+    assert "n_unreadable" in table[0]
+
+
+def test_decompose_dataset_resumes_only_what_is_missing(
+    tiny_clip, vocab_file, image_shards, tmp_path, capsys
+):
+    import os
+
+    out = tmp_path / "out"
+    args = dataset_args(tiny_clip, vocab_file, image_shards, out, "--format", "json")
+    assert run(args, capsys)[0] == 0
+    # a crash before the last shard was committed: its commit marker is missing
+    os.remove(out / "inputs" / "shard=shard-2" / "part-0.parquet")
+    status, text, err = run(args, capsys)
+    assert status == 0, err
+    summary = json.loads(text)
+    assert summary["shards_done"] == 1 and summary["shards_skipped"] == 2
+    assert summary["images"] == 4
+    status, text, _ = run(args, capsys)
+    assert status == 0 and json.loads(text)["shards_done"] == 0
+    # --image-mean fit resumes with the run's stored mean: the mean of two shards alone
+    # would differ, and the run would be refused as another one
+    fewer = dataset_args(tiny_clip, vocab_file, image_shards[:2], out, "--format", "json")
+    status, text, err = run(fewer, capsys)
+    assert status == 0, err
+    assert json.loads(text)["shards_skipped"] == 2
+    status, text, err = run(args + ["--no-resume"], capsys)
+    assert status == 2 and text == "" and "already holds" in one_error_line(err)
+    other = dataset_args(tiny_clip, vocab_file, image_shards, out, "--l1-penalty", "0.1")
+    status, _, err = run(other, capsys)
+    assert status == 2 and "'l1_penalty'" in one_error_line(err)
+
+
+def test_decompose_dataset_on_a_dask_scheduler(
+    tiny_clip, vocab_file, image_shards, tmp_path, capsys
+):
+    import dask
+
+    distributed = pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0"
+    ) as cluster:
+        args = dataset_args(tiny_clip, vocab_file, image_shards, out, "--format", "json")
+        status, text, err = run(args + ["--scheduler", cluster.scheduler_address], capsys)
+    assert status == 0, err
+    assert json.loads(text)["images"] == 12
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        for address, expected in (("tcp://127.0.0.1:1", "Timed out"), ("nonsense", "port")):
+            args = dataset_args(tiny_clip, vocab_file, image_shards, tmp_path / "other")
+            status, text, err = run(args + ["--scheduler", address], capsys)
+            line = one_error_line(err)
+            assert status == 2 and text == "" and f"--scheduler {address}" in line
+            assert expected in line
+
+
+def test_decompose_dataset_and_describe_errors(
+    tiny_clip, vocab_file, image_shards, tmp_path, capsys
+):
+    args = dataset_args(tiny_clip, vocab_file, [*image_shards, str(tmp_path / "no.tar")], "o")
+    status, _, err = run(args, capsys)
+    assert status == 2 and "no.tar" in one_error_line(err)
+    status, _, err = run(["describe", "memory://nothing/here"], capsys)
+    assert status == 2 and "is not the output of a decomposition run" in one_error_line(err)
+    status, _, err = run(["decompose-dataset", "a.tar"], capsys)
+    assert status == 2 and "--out" in one_error_line(err)
+
+
+def test_describe_of_an_output_into_a_closed_pipe(
+    tiny_clip, vocab_file, image_shards, tmp_path, monkeypatch, capsys
+):
+    import os
+    import sys
+
+    out = tmp_path / "out"
+    assert run(dataset_args(tiny_clip, vocab_file, image_shards[:1], out), capsys)[0] == 0
+    png = tmp_path / "by-class.png"
+    status, _, err = run(
+        ["describe", str(out), "--by-class", "--top", "1", "--plot", str(png)], capsys
+    )
+    assert status == 0, err
+    assert png.stat().st_size > 1000
+    reader, writer = os.pipe()
+    os.close(reader)
+    with open(writer, "w", encoding="utf-8") as closed:
+        monkeypatch.setattr(sys, "stdout", closed)
+        status = main(["describe", str(out)])
+    assert status == 141 and capsys.readouterr().err == ""

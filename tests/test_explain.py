@@ -161,3 +161,18 @@ def test_decomposition_quality_checks_that_its_inputs_match():
             decomposition_quality(bad_W, bad_Z, splice)
     with pytest.raises(ValueError, match="negative weights"):
         decomposition_quality(-W.toarray(), Z, splice)
+
+
+def test_a_matrix_still_needs_its_names_labels_and_classes():
+    with pytest.raises(ValueError, match="feature_names is required"):
+        concept_distribution(W)
+    with pytest.raises(ValueError, match="y .* is required"):
+        compare_classes(W, NAMES, class_a="beach", class_b="ski")
+    with pytest.raises(ValueError, match="needs class_a and class_b"):
+        compare_classes(W, NAMES, Y, "beach")
+    with pytest.raises(ValueError, match="y has 3 labels for 4 samples"):
+        compare_classes(W, NAMES, Y[:3], "beach", "ski")
+    # keywords name the same arguments as positions
+    assert compare_classes(W, NAMES, Y, "beach", "ski").equals(
+        compare_classes(W, feature_names=NAMES, y=Y, class_a="beach", class_b="ski")
+    )
