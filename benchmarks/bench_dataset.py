@@ -5,7 +5,8 @@ Measures, on shards of JPEG images and on shards of precomputed ``.npy`` embeddi
 - images/s of ``transform`` on the same inputs in this process (the baseline);
 - images/s of ``decompose_dataset`` in this process, and its overhead over the baseline;
 - images/s of ``decompose_dataset`` on a ``LocalCluster`` of 1 and of 2 worker processes
-  (single-threaded, as dask starts them), once each worker has loaded the model;
+  (torch runs single-threaded in a dask worker's task thread), once each worker has
+  loaded the model;
 - the peak RSS of a worker process after runs over few and over many shards (it should not
   grow with the number of shards).
 

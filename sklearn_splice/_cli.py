@@ -298,7 +298,9 @@ def _client(address: str | None):
         raise _UserError('--scheduler needs distributed: pip install "sklearn-splice[scale]"') \
             from exc
     try:
-        return Client(address)
+        # not the process's default: a client that fails to connect would otherwise leave
+        # dask's global scheduler set to it, and later computations would wait on it
+        return Client(address, set_as_default=False)
     except (OSError, ValueError, TypeError) as exc:  # unreachable, or not an address
         raise _UserError(f"--scheduler {address}: cannot connect ({exc})") from exc
 

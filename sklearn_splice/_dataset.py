@@ -37,7 +37,7 @@ import scipy.sparse as sp
 
 from ._compat import HasMethods, Interval, StrOptions, validate_params
 from ._errors import InputError
-from ._files import is_local_fs, url_to_fs, write_atomic
+from ._files import import_scale, is_local_fs, url_to_fs, write_atomic
 from ._inputs import ITEMS, MATRIX, Inputs
 from ._progress import progress as progress_bar
 from ._run_metadata import (
@@ -71,15 +71,7 @@ _NOT_READ = ["(no input is read when the mean is given)"]
 
 
 def _need(module: str):
-    """Import a dependency of the data-set job, or say which extra installs it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(
-            f"The data-set job needs {module.split('.')[0]}: pip install \"sklearn-splice[scale]\""
-        ) from exc
+    return import_scale(module, "The data-set job")
 
 
 @dataclass

@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ._files import import_scale, url_to_fs
+
 __all__ = ["DecomposedDataset", "read_decomposition"]
 
 _PART = re.compile(r"part-(\d+)\.parquet")
@@ -29,16 +31,7 @@ _INPUT_COLUMNS = ("key", "position", "label", "status", "error", "n_concepts")
 
 
 def _need(module: str):
-    """Import a dependency of the data-set job, or say which extra installs it."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(
-            f"Reading a decomposed data set needs {module.split('.')[0]}: "
-            'pip install "sklearn-splice[scale]"'
-        ) from exc
+    return import_scale(module, "Reading a decomposed data set")
 
 
 class DamagedOutputError(ValueError):
@@ -509,7 +502,6 @@ def read_decomposition(path_or_paths: Any, *, storage_options: dict | None = Non
     """
     import os
 
-    from ._files import url_to_fs
     from ._run_metadata import check_same_run, read_run_metadata
 
     many = isinstance(path_or_paths, (list, tuple))

@@ -8,7 +8,15 @@ import re
 import stat
 from typing import Any
 
-__all__ = ["MISSING", "regular_file_problem", "is_url", "url_to_fs", "is_local_fs", "write_atomic"]
+__all__ = [
+    "MISSING",
+    "regular_file_problem",
+    "is_url",
+    "import_scale",
+    "url_to_fs",
+    "is_local_fs",
+    "write_atomic",
+]
 
 MISSING = "does not exist."
 
@@ -66,6 +74,30 @@ def is_url(item: Any) -> bool:
     url : bool
     """
     return isinstance(item, str) and _URL.match(item) is not None
+
+
+def import_scale(module: str, purpose: str) -> Any:
+    """Import a dependency of the ``scale`` extra, or say how to install it.
+
+    Parameters
+    ----------
+    module : str
+        Module to import (``"pyarrow.parquet"``, ``"dask.dataframe"``, ...).
+    purpose : str
+        What needs it, for the message (``"The data-set job"``).
+
+    Returns
+    -------
+    module : module
+    """
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(
+            f"{purpose} needs {module.split('.')[0]}: pip install \"sklearn-splice[scale]\""
+        ) from exc
 
 
 def url_to_fs(url: Any, storage_options: dict | None = None) -> tuple[Any, str]:
