@@ -64,7 +64,7 @@ def test_a_protocol_without_its_package_says_what_to_install():
     except ImportError:
         pass
     else:
-        pytest.skip("gcsfs is installed")
+        pytest.skip(reason="gcsfs is installed")
     with pytest.raises(ImportError, match="pip install gcsfs"):
         load_image("gs://bucket/image.png")
 
