@@ -242,45 +242,72 @@ def _table_bytes(table) -> bytes:
     return sink.getvalue().to_pybytes()
 
 
+# Embedded rows of a shard solved together: the batched solver runs best on many rows at
+# once, as in transform; the embeddings (not the images) wait, so memory stays small.
+_SOLVE_ROWS = 8192
+
+
 def _decompose_shard(job, shard: Shard, output: str, storage_options, batch_size: int):
     """Decompose one shard and commit it; shard-level failures come back as data."""
     pa = _need("pyarrow")
     width = int(job.components_.shape[1])
     concepts = [str(c) for c in job.concepts_]
-    keys, positions, statuses, errors, n_concepts = [], [], [], [], []
+    keys, positions = [], []
     labels: dict = {}
-    w_pos, w_idx, w_val = [], [], []
+    failed: dict = {}
+    coded: dict = {}
+    waiting_rows: list = []
+    waiting_positions: list = []
+
+    def embed(xs):  # what transform does before it solves
+        return job._embed(job._classify(xs, reset=False))
+
+    def solve_waiting():
+        if not waiting_rows:
+            return
+        W = job._decompose(np.vstack(waiting_rows))
+        W = W.tocsr() if sp.issparse(W) else sp.csr_matrix(np.asarray(W))
+        for row, position in enumerate(waiting_positions):
+            lo, hi = W.indptr[row], W.indptr[row + 1]
+            coded[position] = (W.indices[lo:hi], W.data[lo:hi])
+        waiting_rows.clear()
+        waiting_positions.clear()
+
     try:
         for batch in _batches(shard, storage_options, batch_size, width):
             labels.update(batch.labels)
-            coded: dict = {}
             for items, call in (
-                (batch.images, lambda xs: job.transform(xs)),
-                (batch.embeddings, lambda xs: job.transform(np.stack(xs))),
+                (batch.images, embed),
+                (batch.embeddings, lambda xs: embed(np.stack(xs))),
             ):
-                W, kept = _apply(call, items, batch.failed)
-                if W is not None:  # dense under set_output(transform="pandas")
-                    W = W.tocsr() if sp.issparse(W) else sp.csr_matrix(np.asarray(W))
-                    for row, (position, _) in enumerate(kept):
-                        lo, hi = W.indptr[row], W.indptr[row + 1]
-                        coded[position] = (W.indices[lo:hi], W.data[lo:hi])
-            for s in batch.samples:
-                keys.append(s.key)
-                positions.append(s.position)
-                if s.position in coded:
-                    idx, val = coded[s.position]
-                    statuses.append("ok")
-                    errors.append(None)
-                    n_concepts.append(len(idx))
-                    w_pos.append(np.full(len(idx), s.position, dtype=np.int64))
-                    w_idx.append(idx)
-                    w_val.append(val)
-                else:
-                    statuses.append("unreadable")
-                    errors.append(batch.failed.get(s.position, "could not be decomposed"))
-                    n_concepts.append(0)
+                E, kept = _apply(call, items, batch.failed)
+                if E is not None:
+                    waiting_rows.append(np.asarray(E))
+                    waiting_positions.extend(position for position, _ in kept)
+            failed.update(batch.failed)
+            keys.extend(sample.key for sample in batch.samples)
+            positions.extend(sample.position for sample in batch.samples)
+            if len(waiting_positions) >= _SOLVE_ROWS:
+                solve_waiting()
+        solve_waiting()
     except ShardError as exc:
         return _ShardResult(shard.id, shard.url, failure=exc)
+
+    statuses, errors, n_concepts = [], [], []
+    w_pos, w_idx, w_val = [], [], []
+    for position in positions:
+        if position in coded:
+            idx, val = coded[position]
+            statuses.append("ok")
+            errors.append(None)
+            n_concepts.append(len(idx))
+            w_pos.append(np.full(len(idx), position, dtype=np.int64))
+            w_idx.append(idx)
+            w_val.append(val)
+        else:
+            statuses.append("unreadable")
+            errors.append(failed.get(position, "could not be decomposed"))
+            n_concepts.append(0)
 
     pos = np.concatenate(w_pos) if w_pos else np.zeros(0, dtype=np.int64)
     idx = np.concatenate(w_idx).astype(np.int32) if w_idx else np.zeros(0, dtype=np.int32)
