@@ -1,6 +1,7 @@
 """The data-set job: tar shards in, partitioned Parquet out, one task per shard.
 
-Each shard is read streaming (:mod:`._shards`), decomposed a batch at a time, and written
+Each shard is read streaming (:mod:`._shards`) and embedded a batch at a time; its
+embeddings are solved together (up to 8,192 rows per call), and it is written
 as two Parquet files under the output folder (any fsspec URL)::
 
     OUT/_splice_run.json                     the run's settings (see ._run_metadata)
@@ -649,8 +650,8 @@ def decompose_dataset(
         backbone, vocabulary, penalty, mean, ...; otherwise :class:`RunMismatchError`) and
         decompose only the shards not done yet. When False, an existing run is an error.
     batch_size : int, default=256
-        Samples read, decoded and decomposed at a time (memory per worker is bounded by
-        one batch of images and the sparse codes of one shard).
+        Samples read, decoded and embedded at a time (memory per worker is bounded by
+        one batch of images, up to 8,192 embeddings and the sparse codes of one shard).
     progress : bool, default=True
         Show a progress bar over shards.
     on_error : {"raise", "skip"}, default="raise"
