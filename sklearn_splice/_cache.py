@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import threading
 import warnings
 from collections import OrderedDict
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ._files import is_url, url_to_fs
+from ._files import is_url, replace_file, url_to_fs
 
 __all__ = [
     "CACHE_ENV",
@@ -473,16 +472,9 @@ def save_cached_array(path: Path, key: str, array: np.ndarray) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(
-                fh, array=array, key=np.array(cache_key(key)), checksum=np.array(_checksum(array))
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    replace_file(
+        path,
+        lambda fh: np.savez(
+            fh, array=array, key=np.array(cache_key(key)), checksum=np.array(_checksum(array))
+        ),
+    )

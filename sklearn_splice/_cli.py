@@ -11,9 +11,7 @@ import json
 import math
 import os
 import re
-import stat
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -653,34 +651,11 @@ def _caption_lines(path: str) -> Iterator[str]:
             fh.close()
 
 
-def _file_mode(path: str) -> int:
-    """The permissions of the file replaced, else those of a new file (mkstemp makes 0600)."""
-    try:
-        return stat.S_IMODE(os.stat(path).st_mode)
-    except OSError:
-        umask = os.umask(0)
-        os.umask(umask)
-        return 0o666 & ~umask
-
-
 def _write_atomically(path: str, lines: Sequence[str]) -> None:
-    """A temporary file beside the target, then a rename: a reader never sees half a file,
-    and a failed or interrupted run leaves the previous file as it was."""
-    target = os.path.realpath(path)
-    fd, temporary = tempfile.mkstemp(
-        prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=os.path.dirname(target)
-    )
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.writelines(f"{line}\n" for line in lines)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(temporary, _file_mode(target))
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+    """Replace the file whole: a failed or interrupted run leaves the previous one."""
+    from ._files import replace_file
+
+    replace_file(path, lambda fh: fh.write("".join(f"{line}\n" for line in lines).encode()))
 
 
 def _plural(n: int, word: str) -> str:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import re
 import stat
-from typing import Any
+from collections.abc import Callable
+from typing import Any, BinaryIO
 
 __all__ = [
     "MISSING",
@@ -16,6 +17,7 @@ __all__ = [
     "url_to_fs",
     "is_local_fs",
     "write_atomic",
+    "replace_file",
 ]
 
 MISSING = "does not exist."
@@ -171,18 +173,51 @@ def write_atomic(fs: Any, path: str, data: bytes) -> None:
     if not is_local_fs(fs):
         fs.pipe_file(path, data)
         return
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    replace_file(path, lambda fh: fh.write(data))
+
+
+def _file_mode(path: str) -> int:
+    """The permissions of the file replaced, else those of a new file (mkstemp makes 0600)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
+def replace_file(path: Any, write: Callable[[BinaryIO], Any]) -> None:
+    """Replace a local file whole: readers see the old file or the new one, never half.
+
+    ``write`` fills a temporary file beside the target (a hidden name, so readers of the
+    folder skip it), which is synced and renamed over the target with the target's
+    permissions. On failure or interruption the temporary file is removed and the target
+    is left as it was.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The file; its folder must exist.
+    write : callable
+        Called with the temporary file, open for binary writing.
+    """
     import tempfile
 
-    folder = os.path.dirname(path) or "."
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path), suffix=".tmp")
+    target = os.path.realpath(path)
+    fd, temporary = tempfile.mkstemp(
+        prefix=f".{os.path.basename(target)}.", suffix=".tmp", dir=os.path.dirname(target)
+    )
     try:
         with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(temporary, _file_mode(target))
+        os.replace(temporary, target)
     except BaseException:
         try:
-            os.unlink(tmp)
+            os.unlink(temporary)
         except OSError:
             pass
         raise
