@@ -11,7 +11,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
 from sklearn.utils._param_validation import InvalidParameterError
 
-from sklearn_splice import nonnegative_lasso
+from sklearn_splice import _solver, nonnegative_lasso
 from sklearn_splice._synthetic import make_concept_dictionary, make_sparse_signals
 
 
@@ -177,8 +177,6 @@ def test_bad_shapes_and_values(problem):
 
 def test_out_of_memory_splits_batches_without_moving_rows(problem, monkeypatch):
     import torch
-
-    from sklearn_splice import _solver
 
     D, Z = problem
     # rows of different norms have different penalties, which must travel with them
@@ -675,7 +673,6 @@ def test_gram_method_at_tiny_penalties(problem, lam):
 
 
 def test_automatic_choice_of_method(problem, monkeypatch):
-    from sklearn_splice import _solver
     from sklearn_splice._solver import _nonnegative_lasso, _prepare_dictionary
 
     D, Z = problem
@@ -702,8 +699,6 @@ def test_automatic_choice_of_method(problem, monkeypatch):
 
 def test_gram_method_splits_batches_on_out_of_memory(problem, monkeypatch):
     import torch
-
-    from sklearn_splice import _solver
 
     D, Z = problem
     Z = Z * np.array([0.3, 1, 2, 5, 0.5, 1, 1, 4, 0.2, 1, 3, 1])[:, None]
@@ -764,3 +759,77 @@ def test_gpu_batch_size_follows_free_memory(problem, monkeypatch):
         sizes[free] = _device_batch_size(prepared, "cuda")
     assert sizes[2**24] >= 1
     assert sizes[2**24] < sizes[2**30] < sizes[2**40] == sizes[2**50] == _MAX_DEVICE_BATCH
+
+
+def _spd_batch(rng, b, k):
+    """``b`` positive definite ``k x k`` Gram matrices, each of ``2 k`` random atoms."""
+    X = rng.standard_normal((b, k, 2 * k))
+    return np.einsum("bkd,bjd->bkj", X, X) / X.shape[2]
+
+
+@pytest.mark.parametrize("with_sizes", [True, False])
+def test_masked_solve_groups_rows_by_size(monkeypatch, with_sizes):
+    import torch
+
+    monkeypatch.setattr(_solver, "_GROUP_BYTES", 2**15)  # several groups at these sizes
+    rng = np.random.RandomState(0)
+    b, K = 40, 48
+    G = _spd_batch(rng, b, K)
+    sizes = rng.randint(0, K + 1, size=b) if with_sizes else np.full(b, K)
+    sizes[:3] = [0, K, 1]  # an empty row, a full one, a single entry
+    # P: inside each row's leading `sizes` entries, with holes
+    P = (np.arange(K)[None, :] < sizes[:, None]) & (rng.rand(b, K) < 0.8)
+    q = rng.standard_normal((b, K))
+    rows = rng.permutation(b)[:30]  # a subset of G's rows, in any order
+    if with_sizes:
+        groups = _solver._size_groups(torch.from_numpy(sizes[rows]))
+        assert len(groups) > 1
+        covered = np.sort(np.concatenate([g.numpy() for g, _ in groups]))
+        np.testing.assert_array_equal(covered, np.arange(len(rows)))
+    s = _solver._masked_solve(
+        torch.from_numpy(G), torch.from_numpy(q[rows]), torch.from_numpy(P[rows]),
+        torch.from_numpy(rows), torch.from_numpy(sizes[rows]) if with_sizes else None,
+    ).numpy()
+    for i, row in enumerate(rows):
+        p = P[row]
+        expected = np.zeros(K)
+        if p.any():
+            expected[p] = np.linalg.solve(G[row][np.ix_(p, p)], q[row][p])
+        np.testing.assert_allclose(s[i], expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
+
+
+def test_gather_square_in_chunks(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(_solver, "_GROUP_BYTES", 2**12)  # a few rows per chunk
+    rng = np.random.RandomState(1)
+    G = rng.standard_normal((9, 20, 20))
+    sel = np.stack([rng.permutation(20)[:13] for _ in range(7)])
+    rows = rng.randint(0, 9, size=7)
+    out = _solver._gather_square(torch.from_numpy(G), torch.from_numpy(sel), torch.from_numpy(rows))
+    np.testing.assert_array_equal(
+        out.numpy(), G[rows[:, None, None], sel[:, :, None], sel[:, None, :]]
+    )
+
+
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("precompute", [True, False])
+def test_large_supports_solved_in_groups_match_one_group(problem, monkeypatch, precompute):
+    # low penalty: supports of tens of atoms that differ from sample to sample
+    D, _ = problem
+    Z, _ = make_sparse_signals(D, 64, n_active=30, random_state=3)
+    lam = 0.01
+    monkeypatch.setattr(_solver, "_GROUP_BYTES", 2**62)  # one group per solve
+    one, info = nonnegative_lasso(Z, D, lam, precompute=precompute, return_info=True)
+    assert (one > 0).sum(1).max() > 40 and info["converged"].all()
+    calls = []
+    real = _solver._size_groups
+    monkeypatch.setattr(_solver, "_GROUP_BYTES", 2**14)
+    monkeypatch.setattr(_solver, "_size_groups", lambda n: calls.append(real(n)) or calls[-1])
+    grouped = nonnegative_lasso(Z, D, lam, precompute=precompute)
+    assert max(len(g) for g in calls) > 4  # the solves really ran in several groups
+    np.testing.assert_allclose(
+        objective(grouped, D, Z, lam), objective(one, D, Z, lam), rtol=1e-12
+    )
+    np.testing.assert_array_equal(grouped > 0, one > 0)
+    assert numpy_gap(grouped, D, Z, lam).max() <= 1e-6
