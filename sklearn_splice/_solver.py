@@ -922,7 +922,7 @@ def _masked_solve(G, q, P, rows=None, sizes=None):
         else:
             m, qg = P[grp, :k], q[grp, :k]
             Gg = G[:, :k, :k].index_select(0, grp if rows is None else rows[grp])
-        A = torch.where(m[:, :, None] & m[:, None, :], Gg, torch.zeros((), dtype=Gg.dtype))
+        A = torch.where(m[:, :, None] & m[:, None, :], Gg, 0.0)
         mf = m.to(A.dtype)
         A.diagonal(dim1=1, dim2=2).add_(1.0 - mf + _RIDGE * mf)
         rhs = (qg * mf)[:, :, None]
