@@ -849,7 +849,7 @@ def _gather_square(G, sel, rows=None):
     b, k = sel.shape
     if rows is None:
         rows = torch.arange(b, device=G.device)
-    step = b if G.device.type != "cpu" else max(1, _GROUP_BYTES // (8 * k * k + 1))
+    step = max(1, b if G.device.type != "cpu" else _GROUP_BYTES // (8 * k * k + 1))
     flat_G = G.reshape(-1)
     out = torch.empty((b, k, k), dtype=G.dtype, device=G.device)
     for i in range(0, b, step):
