@@ -798,11 +798,9 @@ def _gram_batch(z, mu, G, C64, tol, max_iter, gram_err):
         qk = q_all.gather(1, idx_k) - mu[:, None]
         w0 = torch.cat([w, torch.zeros((w.shape[0], A), dtype=f64, device=dev)], 1)
         wk = _solve_leading(Gk, qk, w0.gather(1, order), counts, mu)
-        n_keep = (wk > 0).sum(1)
-        S = int(n_keep.max())
-        order = torch.argsort(wk, dim=1, descending=True)[:, :S]
+        order, n_keep = _valid_first(wk > 0)  # the new support, compacted to the front
         idx, w = idx_k.gather(1, order), wk.gather(1, order)
-        valid = torch.arange(S, device=dev)[None, :] < n_keep[:, None]
+        valid = torch.arange(order.shape[1], device=dev)[None, :] < n_keep[:, None]
     if act.numel():  # out of iterations: the point whose gap was measured last
         keep_nz = w > 0
         out_rows.append(act[:, None].expand_as(keep_nz)[keep_nz])
