@@ -629,7 +629,7 @@ def _working_set_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
         out_cols.append(idx[sel][keep])
         out_vals.append(w[sel][keep])
 
-    for _ in range(max_iter):
+    for it in range(max_iter):
         corr = r.float() @ C_pass.T
         passes[act] += 1
         best = corr.max(1).values
@@ -654,7 +654,7 @@ def _working_set_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
                     act, idx, w, valid, CS, G, q, supp_corr, r, zz, mu, top_vals, top_ids, cap
                 )
             )
-        if act.numel() == 0:
+        if act.numel() == 0 or it == max_iter - 1:
             break
 
         # Add the concepts that break the optimality conditions most (score above mu):
@@ -693,7 +693,7 @@ def _working_set_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
         r = zz - torch.einsum("bs,bsd->bd", w, CS)
         scores = q + mu[:, None] - (G @ w[:, :, None]).squeeze(-1)  # C_S r = C_S z - G w
         supp_corr = torch.where(valid, scores, torch.full_like(scores, float("-inf")))
-    else:
+    if act.numel():  # out of iterations: the point whose gap was measured last
         emit(torch.ones(act.numel(), dtype=torch.bool, device=dev))
 
     if out_rows:

@@ -672,6 +672,22 @@ def test_gram_method_at_tiny_penalties(problem, lam):
                                rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("precompute", [True, False])
+def test_unfinished_samples_report_the_gap_of_their_answer(problem, precompute):
+    D, Z = problem
+    for max_iter in (1, 2, 3):
+        with pytest.warns(ConvergenceWarning, match="did not reach"):
+            W, info = nonnegative_lasso(
+                Z, D, 0.02, precompute=precompute, max_iter=max_iter, return_info=True
+            )
+        unfinished = ~info["converged"]
+        assert unfinished.any()
+        # the reported gap is that of the weights returned, as recomputed from them
+        np.testing.assert_allclose(
+            info["duality_gap"][unfinished], numpy_gap(W, D, Z, 0.02)[unfinished], rtol=1e-6
+        )
+
+
 def test_automatic_choice_of_method(problem, monkeypatch):
     from sklearn_splice._solver import _nonnegative_lasso, _prepare_dictionary
 
