@@ -18,7 +18,9 @@ result is deterministic) and stop per sample on a duality gap computed in float6
     support's rows and Gram matrix are carried to the next iteration, which only computes
     the blocks of the rows it adds. A converged answer is the exact optimum up to
     round-off, not an approximation that merely meets ``tol``. Memory is
-    ``O(B * (c + K * d + K^2))`` for working sets of size ``K``.
+    ``O(B * (c + K * d + K^2))`` for working sets of size ``K``. On a GPU the same
+    iterations run on arrays of fixed shape, so that the host reads values back from the
+    device only on a schedule (``_fixed_shape.py``).
 
     With ``precompute`` (automatic for dictionaries of up to a few thousand atoms) the
     ``c x c`` Gram matrix ``G`` is computed once per prepared dictionary and the same
@@ -81,6 +83,10 @@ _GRAM_MAX_COMPONENTS = 4096
 _GRAM_MAX_BYTES = 2**28
 # Concepts added to a working set per iteration: half the support, at least this many.
 _MIN_ADD = 16
+# Devices where the working-set iterations run on arrays of fixed shape (_fixed_shape.py):
+# there each value read back by the host stalls the device; on the CPU the variable
+# shapes do less work.
+_FIXED_SHAPE_DEVICES = ("cuda",)
 # Largest batch chosen from free GPU memory.
 _MAX_DEVICE_BATCH = 16384
 # Scaled penalties above this give all-zero codes anyway (scaled rows and atoms have norm
@@ -147,9 +153,10 @@ def nonnegative_lasso(
         Whether ``"working_set"`` solves on the precomputed ``c x c`` Gram matrix
         ``dictionary @ dictionary.T`` (``True``) or scores every iteration against the
         dictionary itself (``False``). Both give the same certified answers. ``"auto"`` uses
-        the Gram matrix for dictionaries of up to 4096 atoms (where it is faster) and at
-        most ``8 * n_samples`` atoms (where computing it pays off), when it fits in 256 MiB
-        (and a quarter of the free GPU memory). Ignored by ``"fista"``.
+        the Gram matrix on the CPU for dictionaries of up to 4096 atoms (where it is
+        faster) and at most ``8 * n_samples`` atoms (where computing it pays off), when it
+        fits in 256 MiB; never on a GPU, where the iterations without it run on arrays of
+        fixed shape and rarely wait for the host. Ignored by ``"fista"``.
     tol : float, default=1e-6
         Stopping tolerance. A sample stops once the duality gap ``G`` of its weights ``w``
         (an upper bound on ``objective(w) - min objective``) satisfies
@@ -408,7 +415,11 @@ def _nonnegative_lasso(
             if gram:
                 return _gram_batch(rows.z, rows.mu, G, C64, tol, max_iter, gram_err)
             if solver == "working_set":
-                return _working_set_batch(
+                # the fixed-shape loop lives in its own module, which builds on this one
+                from ._fixed_shape import _fixed_shape_batch
+
+                fixed = rows.z.device.type in _FIXED_SHAPE_DEVICES
+                return (_fixed_shape_batch if fixed else _working_set_batch)(
                     rows.z, rows.mu, C32, C64, tol, max_iter, prepared.margin_coef
                 )
             return _fista_batch(rows.z, rows.mu, C64, tol, max_iter, lipschitz)
@@ -486,11 +497,13 @@ def _device_batch_size(prepared: _PreparedDictionary, dev: Any) -> int:
 def _use_gram(prepared: _PreparedDictionary, precompute: str | bool, n_samples: int) -> bool:
     """Whether to solve on the ``c x c`` Gram matrix: forced, or when it pays off.
 
-    ``"auto"`` takes it up to ``_GRAM_MAX_COMPONENTS`` concepts, while it takes at most
-    ``_GRAM_MAX_BYTES`` (and, on a GPU, a quarter of the free memory) and, unless it is
-    already computed, while computing it (``c / n_samples`` float64 passes per sample)
-    costs less than it saves (measured on one core: about 20 to 90 passes per sample saved
-    at 2000 concepts, 8 to 60 at 4000, against ``2 c / n_samples`` passes to compute it).
+    ``"auto"`` never takes it on a GPU, where a scoring pass is cheap and only the
+    scoring method runs on fixed shapes (see ``_fixed_shape.py``). On the CPU it takes it
+    up to ``_GRAM_MAX_COMPONENTS`` concepts, while it takes at most ``_GRAM_MAX_BYTES``
+    and, unless it is already computed, while computing it (``c / n_samples`` float64
+    passes per sample) costs less than it saves (measured on one core: about 20 to 90
+    passes per sample saved at 2000 concepts, 8 to 60 at 4000, against ``2 c / n_samples``
+    passes to compute it).
     """
     if precompute != "auto":
         return bool(precompute)
@@ -498,15 +511,12 @@ def _use_gram(prepared: _PreparedDictionary, precompute: str | bool, n_samples: 
     nbytes = 8 * c * c
     if c > _GRAM_MAX_COMPONENTS:
         return False
+    if prepared.device.type in _FIXED_SHAPE_DEVICES:
+        return False  # passes are cheap there, and only their iterations avoid host reads
     if prepared.gram is not None:
         return True
     if c > 8 * n_samples:
         return False
-    if prepared.device.type == "cuda":
-        torch = import_torch()
-        free = torch.cuda.mem_get_info(prepared.device)[0]
-        if nbytes > free // 4:
-            return False
     return nbytes <= _GRAM_MAX_BYTES
 
 
@@ -665,16 +675,7 @@ def _working_set_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
         A = int(n_add.max())
         add_idx = top_ids[:, :A]
         add_valid = torch.arange(A, device=dev)[None, :] < n_add[:, None]
-        CA = C64[add_idx]
-        G_SA = CS @ CA.transpose(1, 2)
-        G = torch.cat(
-            [
-                torch.cat([G, G_SA], 2),
-                torch.cat([G_SA.transpose(1, 2), CA @ CA.transpose(1, 2)], 2),
-            ],
-            1,
-        )
-        q = torch.cat([q, torch.einsum("bad,bd->ba", CA, zz) - mu[:, None]], 1)
+        G, q = _append_rows(G, q, CS, C64[add_idx], zz, mu)
         idx = torch.cat([idx, add_idx], 1)
         set_valid = torch.cat([valid, add_valid], 1)
         w0 = torch.cat([w * valid, torch.zeros_like(add_idx, dtype=f64)], 1)
@@ -702,6 +703,24 @@ def _working_set_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
         rows = cols = torch.zeros(0, dtype=torch.long, device=dev)
         vals = torch.zeros(0, dtype=f64, device=dev)
     return rows, cols, vals, gaps, passes, passes.clone()  # one pass per iteration
+
+
+def _append_rows(G, q, CS, CA, z, mu):
+    """The Gram matrix and ``q = C z - mu`` of a working set ``S`` with rows ``CA`` appended.
+
+    ``G`` and ``q`` are those of ``S``, whose rows are ``CS``: only the blocks of the new
+    rows are computed.
+    """
+    torch = import_torch()
+    G_SA = CS @ CA.transpose(1, 2)
+    G = torch.cat(
+        [
+            torch.cat([G, G_SA], 2),
+            torch.cat([G_SA.transpose(1, 2), CA @ CA.transpose(1, 2)], 2),
+        ],
+        1,
+    )
+    return G, torch.cat([q, torch.einsum("bad,bd->ba", CA, z) - mu[:, None]], 1)
 
 
 def _gram_batch(z, mu, G, C64, tol, max_iter, gram_err):
@@ -920,28 +939,39 @@ def _masked_solve(G, q, P, rows=None, sizes=None):
         else:
             m, qg = P[grp, :k], q[grp, :k]
             Gg = G[:, :k, :k].index_select(0, grp if rows is None else rows[grp])
-        A = torch.where(m[:, :, None] & m[:, None, :], Gg, 0.0)
-        mf = m.to(A.dtype)
-        A.diagonal(dim1=1, dim2=2).add_(1.0 - mf + _RIDGE * mf)
-        rhs = (qg * mf)[:, :, None]
-        L, info = torch.linalg.cholesky_ex(A)
-        # two triangular solves are several times faster than cholesky_solve on small batches
-        y = torch.linalg.solve_triangular(L, rhs, upper=False)
-        x = torch.linalg.solve_triangular(L.mT, y, upper=True)
-        # One step of iterative refinement against the unshifted matrix takes out the
-        # ridge's bias (ridge * s), which otherwise dominates when the weights are large
-        # (l1_penalty near 0 with correlated atoms); on exact duplicates it changes nothing.
-        res = rhs - A @ x + _RIDGE * mf[:, :, None] * x
-        y = torch.linalg.solve_triangular(L, res, upper=False)
-        x = (x + torch.linalg.solve_triangular(L.mT, y, upper=True)).squeeze(-1)
-        bad = info != 0
+        x, bad, A, rhs = _cholesky_solve(Gg, qg, m)
         if bool(bad.any()):  # numerically indefinite: least squares is still well defined
             x[bad] = torch.linalg.lstsq(A[bad], rhs[bad]).solution.squeeze(-1)
+        mf = m.to(x.dtype)
         if grp is None:
             s = x * mf
         else:
             s[grp, :k] = x * mf
     return s
+
+
+def _cholesky_solve(G, q, m):
+    """Solve ``G[m, m] s[m] = q[m]`` per row by Cholesky, with the identity off ``m``.
+
+    Returns the solution (meaningless off ``m``), which rows failed to factorise
+    (numerically indefinite), and the shifted matrices and right-hand sides.
+    """
+    torch = import_torch()
+    A = torch.where(m[:, :, None] & m[:, None, :], G, 0.0)
+    mf = m.to(A.dtype)
+    A.diagonal(dim1=1, dim2=2).add_(1.0 - mf + _RIDGE * mf)
+    rhs = (q * mf)[:, :, None]
+    L, info = torch.linalg.cholesky_ex(A)
+    # two triangular solves are several times faster than cholesky_solve on small batches
+    y = torch.linalg.solve_triangular(L, rhs, upper=False)
+    x = torch.linalg.solve_triangular(L.mT, y, upper=True)
+    # One step of iterative refinement against the unshifted matrix takes out the ridge's
+    # bias (ridge * s), which otherwise dominates when the weights are large (l1_penalty
+    # near 0 with correlated atoms); on exact duplicates it changes nothing.
+    res = rhs - A @ x + _RIDGE * mf[:, :, None] * x
+    y = torch.linalg.solve_triangular(L, res, upper=False)
+    x = (x + torch.linalg.solve_triangular(L.mT, y, upper=True)).squeeze(-1)
+    return x, info != 0, A, rhs
 
 
 def _pdas_qp(G, q, w, valid, mu, sizes=None, max_iter=25):

@@ -156,8 +156,8 @@ class SpliceTransformer(TransformerMixin, BaseEstimator):
         See :func:`nonnegative_lasso`.
     precompute : "auto" or bool, default="auto"
         Whether the working-set solver uses the vocabulary's precomputed Gram matrix
-        (faster for vocabularies of a few thousand concepts); ``"auto"`` decides from the
-        vocabulary size and memory. See :func:`nonnegative_lasso`.
+        (faster on the CPU for vocabularies of a few thousand concepts); ``"auto"`` decides
+        from the device, the vocabulary size and memory. See :func:`nonnegative_lasso`.
     tol : float, default=1e-6
         Relative duality gap at which each sample's solve stops.
     max_iter : int, default=100
