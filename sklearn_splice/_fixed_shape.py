@@ -35,6 +35,7 @@ from ._solver import (
     _excess_gap,
     _gather_square,
     _inner_eps,
+    _mask_support,
     _working_set_batch,
 )
 from ._torch_utils import import_torch
@@ -114,10 +115,7 @@ def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
         corr = r.float() @ C_pass.T
         st["passes"] += live
         best = corr.max(1).values
-        # scores of the concepts outside the support (an unused slot may repeat a concept)
-        in_supp = torch.zeros(corr.shape, dtype=torch.uint8, device=dev)
-        in_supp.scatter_reduce_(1, idx, valid.to(torch.uint8), "amax")
-        corr.masked_fill_(in_supp.bool(), ninf)
+        _mask_support(corr, idx, valid)  # from here on, corr scores the other concepts
         kt = min(c, max(K // 2, min_add, 8))
         top_vals, top_ids = corr.topk(kt, dim=1)
         margin = margin_coef * torch.linalg.vector_norm(r, dim=1).float()

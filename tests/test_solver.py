@@ -814,6 +814,19 @@ def test_masked_solve_groups_rows_by_size(monkeypatch, with_sizes):
         np.testing.assert_allclose(s[i], expected, rtol=1e-7, atol=1e-9 * np.abs(expected).max())
 
 
+def test_support_is_masked_whatever_the_unused_slots_hold():
+    import torch
+
+    corr = torch.arange(12, dtype=torch.float32).reshape(2, 6)
+    # concept 2 in a valid and an unused slot, in either order; concept 4 only unused
+    idx = torch.tensor([[2, 4, 2], [2, 2, 5]])
+    valid = torch.tensor([[True, False, False], [False, True, False]])
+    _solver._mask_support(corr, idx, valid)
+    expected = torch.arange(12, dtype=torch.float32).reshape(2, 6)
+    expected[0, 2] = expected[1, 2] = float("-inf")
+    assert torch.equal(corr, expected)
+
+
 def test_gather_square_in_chunks(monkeypatch):
     import torch
 
