@@ -14,14 +14,14 @@ the same method runs on arrays whose shapes change only on a schedule the host s
   the batch only after iterations 1, 2, 3, 4, 6, 8, 11, 16, ... (factors of about
   ``sqrt(2)``), where it removes the finished samples and grows ``K``, so the number of
   reads grows with the logarithm of the iterations;
-- the small problems get a fixed number of primal-dual active-set solves; a sample whose
-  problem has not settled by then continues from the feasible point it reached.
+- the small problems get a fixed number of primal-dual active-set solves.
 
 Anything unusual, which the host would have to look at, is left to the exact path instead:
-a sample whose small problem fails to settle :data:`_PDAS_MISSES` times, whose working-set
-matrix does not factorise, or whose certificate would need every concept rescored in
-float64 is frozen and solved again, after the loop, by ``_working_set_batch``. Every
-answer is certified by the same duality gap as there.
+a sample whose small problem has not settled after those solves, whose working-set matrix
+does not factorise, or whose certificate would need more concepts rescored in float64
+than :data:`_RESCORED` is frozen and solved again from the start, after the loop, by
+``_working_set_batch`` (its ``n_iter`` then counts the iterations there, its ``n_passes``
+the passes of both). Every answer is certified by the same duality gap as there.
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ from ._torch_utils import import_torch
 # Support slots per sample at the start; grown at checks as supports grow.
 _START_CAPACITY = 64
 # Solves per working-set problem in one iteration: warm-started, 99.9% settle within 5
-# (measured on both benchmark families at penalties 0.05-0.25).
+# (measured on both benchmark families at penalties 0.05-0.25); a sample whose problem
+# has not settled by then goes to the exact path. (Problems whose working sets outgrow
+# the dimension, e.g. a penalty near 0 with d = 64, settle less often.)
 _PDAS_SOLVES = 6
-# A sample whose small problem fails to settle this many times goes to the exact path.
-_PDAS_MISSES = 2
 # Concepts rescored in float64 for the certificate; more candidates than this within the
 # float32 round-off of the best score send the sample to the exact path.
 _RESCORED = 16
@@ -92,7 +92,6 @@ def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
         "mu": mu,
         "live": torch.ones(B, dtype=torch.bool, device=dev),  # neither converged nor handed
         "hard": torch.zeros(B, dtype=torch.bool, device=dev),  # for the exact path
-        "misses": torch.zeros(B, dtype=torch.long, device=dev),
         "gap": torch.full((B,), float("inf"), dtype=f64, device=dev),
         "passes": torch.zeros(B, dtype=torch.long, device=dev),
     }
@@ -138,7 +137,7 @@ def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
                 st = {k: v.index_select(0, order[:n_live]) for k, v in st.items()}
             if n_live == 0:
                 break
-            if 2 * top > K and K < c:
+            if 2 * top >= K and K < c:
                 # twice the largest support, in steps of 32: the solves' cost goes as K**3
                 K_new = min(c, -(-2 * top // 32) * 32)
                 st = _grow(st, K_new)
@@ -164,7 +163,10 @@ def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
         rows, cols = torch.cat([rows, hard[h_rows]]), torch.cat([cols, h_cols])
         vals = torch.cat([vals, h_vals])
         gaps[hard] = h_gaps
+        iters = passes.clone()  # one pass per iteration...
+        iters[hard] = h_passes  # ...of the loop that gave the answer
         passes[hard] += h_passes
+        return rows, cols, vals, gaps, passes, iters
     return rows, cols, vals, gaps, passes, passes.clone()  # one pass per iteration
 
 
@@ -187,9 +189,8 @@ def _step(st, K, kt, top_vals, top_ids, C64, min_add):
     w0 = torch.cat([w * valid, torch.zeros_like(top_vals, dtype=w.dtype)], 1)
     order = torch.argsort((~set_valid).to(torch.uint8), dim=1, stable=True)
     Gw, idxw, qw = _gather_square(Gw, order), idxw.gather(1, order), qw.gather(1, order)
-    wn, settled, bad = _pdas_fixed(Gw, qw, w0.gather(1, order), set_valid.gather(1, order), mu)
-    st["misses"] = st["misses"] + (live & ~settled)
-    st["hard"] = st["hard"] | (live & (bad | (st["misses"] >= _PDAS_MISSES)))
+    wn, settled = _pdas_fixed(Gw, qw, w0.gather(1, order), set_valid.gather(1, order), mu)
+    st["hard"] = st["hard"] | (live & ~settled)
     live = live & ~st["hard"]
     # the new support, compacted into the K slots (it has at most n_supp + n_add <= K)
     order = torch.argsort((wn <= 0).to(torch.uint8), dim=1, stable=True)[:, :K]
@@ -213,9 +214,8 @@ def _step(st, K, kt, top_vals, top_ids, C64, min_add):
 def _pdas_fixed(G, q, w0, valid, mu):
     """:func:`~sklearn_splice._solver._pdas_qp` with exactly :data:`_PDAS_SOLVES` solves.
 
-    Returns the solution (for a row that has not settled, its last solve clipped to
-    ``w >= 0``), which rows settled (met the KKT conditions exactly), and which failed to
-    factorise before settling.
+    Returns the solution (zero where a row has not settled) and which rows settled: met
+    the KKT conditions exactly, in a solve that factorised.
     """
     torch = import_torch()
     b = q.shape[0]
@@ -224,7 +224,6 @@ def _pdas_fixed(G, q, w0, valid, mu):
     P = valid & ((w0 > 0) | (grad < -eps))
     out = torch.zeros_like(w0)
     settled = torch.zeros(b, dtype=torch.bool, device=q.device)
-    bad = torch.zeros_like(settled)
     for _ in range(_PDAS_SOLVES):
         s, fail, _, _ = _cholesky_solve(G, q, P)
         s = torch.where(P, s, torch.zeros_like(s))
@@ -232,11 +231,9 @@ def _pdas_fixed(G, q, w0, valid, mu):
         P_next = valid & torch.where(P, s > 0, grad < -eps)
         now = ~settled & ~fail & (P_next == P).all(1)
         out = torch.where(now[:, None], s, out)
-        bad = bad | (fail & ~settled)
         settled = settled | now
         P = torch.where(settled[:, None], P, P_next)
-    out = torch.where(settled[:, None], out, torch.nan_to_num(s))
-    return out.clamp_min(0.0), settled, bad
+    return out.clamp_min(0.0), settled
 
 
 def _certified_max(best32, top_vals, top_ids, r, C64, margin, supp_corr):
@@ -244,7 +241,8 @@ def _certified_max(best32, top_vals, top_ids, r, C64, margin, supp_corr):
 
     Rescores the first :data:`_RESCORED` candidates outside the support in float64 and
     returns, with ``max_j C_j . r``, which rows have further candidates within twice their
-    score error of the best one (their maximum is not certain).
+    score error of the best one (their maximum is not certain). A zero residual has
+    every score exactly 0: certain.
     """
     torch = import_torch()
     m = min(top_ids.shape[1], _RESCORED)
@@ -252,8 +250,9 @@ def _certified_max(best32, top_vals, top_ids, r, C64, margin, supp_corr):
     exact = torch.einsum("bkd,bd->bk", C64[top_ids[:, :m]], r)
     exact = torch.where(cand, exact, torch.full_like(exact, float("-inf")))
     cmax = torch.maximum(supp_corr.max(1).values, exact.max(1).values)
-    unsure = cand[:, -1] if m < C64.shape[0] else torch.zeros_like(cand[:, 0])
-    return cmax, unsure
+    if m == C64.shape[0]:  # every concept rescored
+        return cmax, torch.zeros_like(cand[:, 0])
+    return cmax, cand[:, -1] & (r != 0).any(1)
 
 
 def _grow(st, K_new):

@@ -102,10 +102,11 @@ def test_same_answers_as_the_variable_shape_loop(wide, lam, fixed_shape_on_cpu):
         objective(W, D, Z, lam), objective(W_ref.toarray(), D, Z, lam), rtol=1e-12
     )
     assert numpy_gap(W, D, Z, lam).max() <= 1e-6
-    # the same iterations: one pass each, as many as the other loop needs
-    np.testing.assert_array_equal(info["n_passes"], info["n_iter"])
-    assert abs(info["n_iter"].mean() - info_ref["n_iter"].mean()) <= 1
-    assert fixed_shape_on_cpu["exact"] == []  # nothing here needs the exact path
+    # the same iterations, one pass each, for all but the few samples handed over (at most
+    # one here, whose small problem took more than six solves)
+    same = info["n_passes"] == info["n_iter"]
+    assert same.sum() >= len(Z) - 1 and sum(fixed_shape_on_cpu["exact"]) == (~same).sum()
+    np.testing.assert_array_equal(info["n_iter"][same], info_ref["n_iter"][same])
 
 
 @pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
@@ -132,19 +133,37 @@ def test_support_slots_grow_as_supports_grow(wide, monkeypatch):
 @pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
 def test_unsettled_small_problems_go_to_the_exact_path(wide, monkeypatch, fixed_shape_on_cpu):
     D, Z = wide
-    # one solve per iteration settles few warm starts; one miss hands a sample over
-    monkeypatch.setattr(_fixed_shape, "_PDAS_SOLVES", 1)
-    monkeypatch.setattr(_fixed_shape, "_PDAS_MISSES", 1)
-    W, info = nonnegative_lasso(Z, D, 0.05, precompute=False, return_info=True)
+    # three solves per iteration settle most warm starts: the others are handed over
+    monkeypatch.setattr(_fixed_shape, "_PDAS_SOLVES", 3)
+    W, info = nonnegative_lasso(Z, D, 0.2, precompute=False, return_info=True)
     handed = sum(fixed_shape_on_cpu["exact"])
-    assert 0 < handed <= len(Z)
+    assert 0 < handed < len(Z)
     assert info["converged"].all()
-    W_ref = reference(Z, D, 0.05)[0].toarray()
+    W_ref, info_ref = reference(Z, D, 0.2)
     np.testing.assert_allclose(
-        objective(W, D, Z, 0.05), objective(W_ref, D, Z, 0.05), rtol=1e-12
+        objective(W, D, Z, 0.2), objective(W_ref.toarray(), D, Z, 0.2), rtol=1e-12
     )
-    # the passes of both loops are counted
-    assert (info["n_passes"] >= reference(Z, D, 0.05)[1]["n_passes"]).any()
+    # a handed sample counts the iterations of the loop that solved it, and all passes
+    again = info["n_passes"] > info["n_iter"]
+    assert again.sum() == handed
+    np.testing.assert_array_equal(info["n_iter"][again], info_ref["n_iter"][again])
+    np.testing.assert_array_equal(info["n_passes"][~again], info["n_iter"][~again])
+
+
+def test_handed_samples_keep_within_max_iter(wide, monkeypatch, fixed_shape_on_cpu):
+    D, Z = wide
+    monkeypatch.setattr(_fixed_shape, "_PDAS_SOLVES", 1)
+    for max_iter in (2, 4, 6):
+        with pytest.warns(Warning, match="did not reach"):
+            W, info = nonnegative_lasso(
+                Z, D, 0.05, precompute=False, max_iter=max_iter, return_info=True
+            )
+        assert info["n_iter"].max() <= max_iter
+        assert fixed_shape_on_cpu["exact"]
+        # the answers are those of the variable-shape loop with the same budget
+        with pytest.warns(Warning, match="did not reach"):
+            W_ref, info_ref = reference(Z, D, 0.05, max_iter=max_iter)
+        np.testing.assert_array_equal(info["converged"], info_ref["converged"])
 
 
 @pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
@@ -161,6 +180,16 @@ def test_uncertain_certificates_go_to_the_exact_path(wide, monkeypatch, fixed_sh
     np.testing.assert_allclose(
         objective(W, D2, Z[:10], 0.1), objective(W_ref, D, Z[:10], 0.1), rtol=1e-9
     )
+
+
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
+def test_zero_rows_are_certain_without_the_exact_path(wide, fixed_shape_on_cpu):
+    D, Z = wide
+    X = np.vstack([np.zeros((3, D.shape[1])), Z[:3]])
+    W, info = nonnegative_lasso(X, D, 0.1, precompute=False, return_info=True)
+    assert not W[:3].any() and W[3:].any()
+    assert fixed_shape_on_cpu["exact"] == []
+    np.testing.assert_array_equal(info["n_iter"][:3], 1)
 
 
 def test_check_points_are_geometric():
@@ -203,7 +232,7 @@ def _count_reads(fn, *args):
     return result, reads
 
 
-@pytest.mark.parametrize("lam", [0.05, 0.2])
+@pytest.mark.parametrize("lam", [0.1, 0.2])
 def test_host_reads_grow_with_the_logarithm_of_the_iterations(wide, lam):
     import torch
 
