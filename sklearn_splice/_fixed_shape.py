@@ -62,7 +62,7 @@ def _check_points(max_iter: int) -> set[int]:
     return points
 
 
-def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
+def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef, scale):
     """Solve one batch as :func:`~sklearn_splice._solver._working_set_batch` does.
 
     Same arguments and results. Values are read back from the device once at each of the
@@ -119,13 +119,13 @@ def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
         top_vals, top_ids = corr.topk(kt, dim=1)
         margin = margin_coef * torch.linalg.vector_norm(r, dim=1).float()
         cmax, unsure = _certified_max(best, top_vals, top_ids, r, C64, margin, st["supp"])
-        rel = _excess_gap(st["z"], r, (w * valid).sum(1), cmax, st["mu"])
+        rel = _excess_gap(st["z"], r, (w * valid).sum(1), cmax, st["mu"], scale)
         conv = rel <= tol
         st["gap"] = torch.where(live, rel, st["gap"])
         st["hard"] = st["hard"] | (live & conv & unsure)
         st["live"] = live = live & ~conv & ~st["hard"]
         if it < max_iter:
-            _step(st, K, kt, top_vals, top_ids, C64, min_add)
+            _step(st, K, kt, top_vals, top_ids, C64, min_add, scale)
         if it in checks:
             n_live, top = torch.stack(
                 [st["live"].sum(), (st["valid"].sum(1) * st["live"]).max()]
@@ -158,7 +158,7 @@ def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
     hard = act[torch.cat([f[3] for f in finished])]
     if hard.numel():
         h_rows, h_cols, h_vals, h_gaps, h_passes, _ = _working_set_batch(
-            z[hard], mu[hard], C_pass, C64, tol, max_iter, margin_coef
+            z[hard], mu[hard], C_pass, C64, tol, max_iter, margin_coef, scale
         )
         rows, cols = torch.cat([rows, hard[h_rows]]), torch.cat([cols, h_cols])
         vals = torch.cat([vals, h_vals])
@@ -170,7 +170,7 @@ def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
     return rows, cols, vals, gaps, passes, passes.clone()  # one pass per iteration
 
 
-def _step(st, K, kt, top_vals, top_ids, C64, min_add):
+def _step(st, K, kt, top_vals, top_ids, C64, min_add, scale):
     """One working-set update of the live rows of ``st``, in place; other rows are kept."""
     torch = import_torch()
     dev = top_ids.device
@@ -189,7 +189,8 @@ def _step(st, K, kt, top_vals, top_ids, C64, min_add):
     w0 = torch.cat([w * valid, torch.zeros_like(top_vals, dtype=w.dtype)], 1)
     order = torch.argsort((~set_valid).to(torch.uint8), dim=1, stable=True)
     Gw, idxw, qw = _gather_square(Gw, order), idxw.gather(1, order), qw.gather(1, order)
-    wn, settled = _pdas_fixed(Gw, qw, w0.gather(1, order), set_valid.gather(1, order), mu)
+    w0, sv = w0.gather(1, order), set_valid.gather(1, order)
+    wn, settled = _pdas_fixed(Gw, qw, w0, sv, _inner_eps(mu, scale))
     st["hard"] = st["hard"] | (live & ~settled)
     live = live & ~st["hard"]
     # the new support, compacted into the K slots (it has at most n_supp + n_add <= K)
@@ -211,7 +212,7 @@ def _step(st, K, kt, top_vals, top_ids, C64, min_add):
     st["live"] = live
 
 
-def _pdas_fixed(G, q, w0, valid, mu):
+def _pdas_fixed(G, q, w0, valid, eps):
     """:func:`~sklearn_splice._solver._pdas_qp` with exactly :data:`_PDAS_SOLVES` solves.
 
     Returns the solution (zero where a row has not settled) and which rows settled: met
@@ -219,7 +220,7 @@ def _pdas_fixed(G, q, w0, valid, mu):
     """
     torch = import_torch()
     b = q.shape[0]
-    eps = _inner_eps(mu)[:, None]
+    eps = eps[:, None]
     grad = (G @ w0[:, :, None]).squeeze(-1) - q
     P = valid & ((w0 > 0) | (grad < -eps))
     out = torch.zeros_like(w0)

@@ -39,7 +39,12 @@ every row scaled by a power of two to norm about 1, and the dictionary scaled so
 largest row has norm about 1, with each row's penalty scaled to match; the solution is scaled
 back. Powers of two are exact in floating point, so the answer does not depend on the
 magnitude of the inputs (beyond over- and underflow of the answer itself), and the float32
-scoring passes never overflow or underflow.
+scoring passes never overflow or underflow. The tolerances that forgive round-off in the
+optimality conditions are scaled by the shortest nonzero atom's norm relative to the
+longest: a violation ``v`` by atom ``j`` can lower the objective by ``(v / ||atom_j||)^2``,
+so a tolerance fit for the longest atoms would certify wrong answers that need a much
+shorter one. On a dictionary whose atom norms differ by many orders of magnitude, a sample
+at a penalty near 0 may then stay uncertified (and be reported so) instead.
 
 The public :func:`nonnegative_lasso` validates its arguments; the transformer calls the
 private core (:func:`_prepare_dictionary` once, then :func:`_nonnegative_lasso` per chunk).
@@ -249,6 +254,11 @@ class _PreparedDictionary:
     device: Any
     lipschitz: float | None = None  # of C64 (largest eigenvalue of C64.T @ C64), for FISTA
     row_norm: float = 1.0  # largest row norm of C64
+    # The smallest nonzero row norm of C64, at most 1. The tolerances that let a concept
+    # break the optimality conditions by round-off are scaled by it: a violation v of
+    # concept j lowers the objective by up to (v / ||C_j||)^2, so a tolerance fit for
+    # unit rows would pass a wrong answer on a dictionary with a much shorter row.
+    atom_scale: float = 1.0
     gram: Any = None  # C64 @ C64.T, computed by the first call that solves on it
 
     def gram_matrix(self):
@@ -326,7 +336,9 @@ def _prepare_dictionary(dictionary: np.ndarray, device: Any) -> _PreparedDiction
                 "such rows."
             )
     C64 = torch.from_numpy(C).to(dev)
-    row_norm = float(torch.linalg.vector_norm(C64, dim=1).max())
+    norms = torch.linalg.vector_norm(C64, dim=1)
+    row_norm = float(norms.max())
+    atom_scale = min(1.0, float(norms[norms > 0].min())) if row_norm > 0 else 1.0
     return _PreparedDictionary(
         C64=C64,
         C32=C64.float(),
@@ -334,6 +346,7 @@ def _prepare_dictionary(dictionary: np.ndarray, device: Any) -> _PreparedDiction
         margin_coef=2.0 * C.shape[1] * _F32_UNIT * max(row_norm, 1.0),
         device=dev,
         row_norm=row_norm,
+        atom_scale=atom_scale,
     )
 
 
@@ -412,17 +425,18 @@ def _nonnegative_lasso(
         lipschitz = prepared.lipschitz
 
         def solve(rows, C32=C32, C64=C64, G=G):
+            scale = prepared.atom_scale
             if gram:
-                return _gram_batch(rows.z, rows.mu, G, C64, tol, max_iter, gram_err)
+                return _gram_batch(rows.z, rows.mu, G, C64, tol, max_iter, gram_err, scale)
             if solver == "working_set":
                 # the fixed-shape loop lives in its own module, which builds on this one
                 from ._fixed_shape import _fixed_shape_batch
 
                 fixed = rows.z.device.type in _FIXED_SHAPE_DEVICES
                 return (_fixed_shape_batch if fixed else _working_set_batch)(
-                    rows.z, rows.mu, C32, C64, tol, max_iter, prepared.margin_coef
+                    rows.z, rows.mu, C32, C64, tol, max_iter, prepared.margin_coef, scale
                 )
-            return _fista_batch(rows.z, rows.mu, C64, tol, max_iter, lipschitz)
+            return _fista_batch(rows.z, rows.mu, C64, tol, max_iter, lipschitz, scale)
 
         def on_cpu(rows):
             return solve(rows.to("cpu"), C32.cpu(), C64.cpu(), None if G is None else G.cpu())
@@ -530,12 +544,13 @@ def _combine_parts(first, second, n_first):
     )
 
 
-def _inner_eps(mu):
-    """Per-row optimality tolerance of the small problems: relative to mu, absolute below 1."""
-    return _INNER_EPS * mu.clamp_min(1.0)
+def _inner_eps(mu, scale):
+    """Per-row optimality tolerance of the small problems: relative to mu, absolute below 1,
+    times the dictionary's ``atom_scale``."""
+    return _INNER_EPS * scale * mu.clamp_min(1.0)
 
 
-def _excess_gap(z, r, w_sum, cmax, mu):
+def _excess_gap(z, r, w_sum, cmax, mu, scale):
     """Duality gap of the half objective less the round-off floor, relative to the objective.
 
     The half objective is ``0.5 ||r||^2 + mu * sum(w)`` with residual ``r = z - D^T w``;
@@ -544,12 +559,14 @@ def _excess_gap(z, r, w_sum, cmax, mu):
     With ``y = z - r = D^T w`` the gap is ``0.5 (1 - s)^2 ||r||^2 + mu sum(w) - s r.y``,
     which, unlike the difference of the two values, does not lose the gap to round-off of
     ``||z||^2`` when the optimum is near 0. The result is ``<= tol`` exactly when
-    ``gap <= tol * primal + 0.5 * _GAP_FLOOR * ||z||^2``.
+    ``gap <= tol * primal + 0.5 * _GAP_FLOOR * ||z||^2``. ``scale`` is the dictionary's
+    ``atom_scale``.
     """
-    return _relative_gap((z * z).sum(1), (r * r).sum(1), (r * (z - r)).sum(1), w_sum, cmax, mu)
+    zz, rr, ry = (z * z).sum(1), (r * r).sum(1), (r * (z - r)).sum(1)
+    return _relative_gap(zz, rr, ry, w_sum, cmax, mu, scale)
 
 
-def _relative_gap(zz, rr, ry, w_sum, cmax, mu):
+def _relative_gap(zz, rr, ry, w_sum, cmax, mu, scale):
     """:func:`_excess_gap` from ``||z||^2``, ``||r||^2`` and ``r.y`` (``y = D^T w``)."""
     torch = import_torch()
     primal = 0.5 * rr + mu * w_sum
@@ -560,7 +577,7 @@ def _relative_gap(zz, rr, ry, w_sum, cmax, mu):
     # With mu = 0 nothing bounds ||w*||_1 (an ill-posed problem can have its optimum at
     # weights of 1e7), so only float64 round-off of D r is forgiven there.
     slack = torch.where(
-        mu > 0, 1e-9 * rr.sqrt() + 2.0 * _inner_eps(mu), 1e-13 * rr.sqrt()
+        mu > 0, scale * 1e-9 * rr.sqrt() + 2.0 * _inner_eps(mu, scale), scale * 1e-13 * rr.sqrt()
     )
     s_cap = torch.where(cmax > mu + slack, mu / cmax.clamp_min(1e-300), torch.ones_like(cmax))
     # Within [0, s_cap], the s that minimises the gap (a convex quadratic in s). It differs
@@ -601,7 +618,7 @@ def _exact_max_corr(best32, top_vals, top_ids, r, C64, margin, supp_corr):
     return cmax
 
 
-def _working_set_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
+def _working_set_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef, scale):
     """Solve one batch; returns COO parts (rows, cols, values), gaps and pass counts.
 
     Each row carries its support ``S`` with the float64 rows ``C_S`` and Gram matrix
@@ -651,7 +668,7 @@ def _working_set_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
         top_vals, top_ids = corr.topk(min(c, max(valid.shape[1] // 2, min_add, 8)), dim=1)
         margin = margin_coef * torch.linalg.vector_norm(r, dim=1).float()
         cmax = _exact_max_corr(best, top_vals, top_ids, r, C64, margin, supp_corr)
-        rel = _excess_gap(zz, r, (w * valid).sum(1), cmax, mu)
+        rel = _excess_gap(zz, r, (w * valid).sum(1), cmax, mu, scale)
         gaps[act] = rel
         done = rel <= tol
         if bool(done.any()):
@@ -682,7 +699,7 @@ def _working_set_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef):
         # The working set's valid entries first, so that the solves take leading blocks
         order, counts = _valid_first(set_valid)
         G, idx, q = _gather_square(G, order), idx.gather(1, order), q.gather(1, order)
-        w = _solve_leading(G, q, w0.gather(1, order), counts, mu)
+        w = _solve_leading(G, q, w0.gather(1, order), counts, mu, scale)
 
         # Keep only the new support, compacted to the front of each row.
         order, n_keep = _valid_first(w > 0)
@@ -722,7 +739,7 @@ def _append_rows(G, q, CS, CA, z, mu):
     return G, torch.cat([q, torch.einsum("bad,bd->ba", CA, z) - mu[:, None]], 1)
 
 
-def _gram_batch(z, mu, G, C64, tol, max_iter, gram_err):
+def _gram_batch(z, mu, G, C64, tol, max_iter, gram_err, scale):
     """Solve one batch on the precomputed Gram matrix ``G = C64 @ C64.T``.
 
     The correlations ``C z`` are computed once, in float64; every iteration then scores
@@ -772,7 +789,8 @@ def _gram_batch(z, mu, G, C64, tol, max_iter, gram_err):
         _mask_support(corr, idx, valid)
         cap = torch.clamp(valid.sum(1) // 2, min=min_add)
         top_vals, top_ids = corr.topk(min(c, max(valid.shape[1] // 2, min_add, 8)), dim=1)
-        rel = _relative_gap(zz, (zz - 2 * wq + wGw).clamp_min(0.0), wq - wGw, w_sum, best, mu)
+        rr = (zz - 2 * wq + wGw).clamp_min(0.0)
+        rel = _relative_gap(zz, rr, wq - wGw, w_sum, best, mu, scale)
         n_viol = (top_vals > mu[:, None]).sum(1)
         # Certify exactly what looks converged or has nothing left to add (the Gram-derived
         # ||r||^2 = ||z||^2 - 2 y.z + y.y loses digits when r is small).
@@ -785,7 +803,7 @@ def _gram_batch(z, mu, G, C64, tol, max_iter, gram_err):
             margin = gram_err * (zz[ch].sqrt() + w_sum[ch])
             cmax = _exact_max_corr(best[ch], top_vals[ch], top_ids[ch], r, C64, margin, supp)
             rel[ch] = _relative_gap(
-                zz[ch], (r * r).sum(1), (r * (zc - r)).sum(1), w_sum[ch], cmax, mu[ch]
+                zz[ch], (r * r).sum(1), (r * (zc - r)).sum(1), w_sum[ch], cmax, mu[ch], scale
             )
         gaps[act] = rel
         done = rel <= tol
@@ -815,7 +833,7 @@ def _gram_batch(z, mu, G, C64, tol, max_iter, gram_err):
         Gk = _gather_square(G.unsqueeze(0), idx_k, torch.zeros_like(counts))
         qk = q_all.gather(1, idx_k) - mu[:, None]
         w0 = torch.cat([w, torch.zeros((w.shape[0], A), dtype=f64, device=dev)], 1)
-        wk = _solve_leading(Gk, qk, w0.gather(1, order), counts, mu)
+        wk = _solve_leading(Gk, qk, w0.gather(1, order), counts, mu, scale)
         order, n_keep = _valid_first(wk > 0)  # the new support, compacted to the front
         idx, w = idx_k.gather(1, order), wk.gather(1, order)
         valid = torch.arange(order.shape[1], device=dev)[None, :] < n_keep[:, None]
@@ -849,7 +867,7 @@ def _valid_first(valid):
     return torch.argsort((~valid).to(torch.uint8), dim=1, stable=True)[:, :k], counts
 
 
-def _solve_leading(G, q, w0, counts, mu):
+def _solve_leading(G, q, w0, counts, mu, scale):
     """Exact solve of the working-set problems: PDAS, then an active-set method where it cycles.
 
     The valid entries of each row are its ``counts`` leading ones (see :func:`_valid_first`),
@@ -857,10 +875,11 @@ def _solve_leading(G, q, w0, counts, mu):
     """
     torch = import_torch()
     valid = torch.arange(q.shape[1], device=q.device)[None, :] < counts[:, None]
-    w, ok = _pdas_qp(G, q, w0, valid, mu, counts)
+    eps = _inner_eps(mu, scale)
+    w, ok = _pdas_qp(G, q, w0, valid, eps, counts)
     if not bool(ok.all()):
         bad = (~ok).nonzero().squeeze(1)
-        w[bad] = _active_set_qp(G[bad], q[bad], w0[bad], valid[bad], mu[bad])
+        w[bad] = _active_set_qp(G[bad], q[bad], w0[bad], valid[bad], eps[bad])
     return torch.where(valid, w.clamp_min(0.0), torch.zeros_like(w))
 
 
@@ -984,19 +1003,19 @@ def _cholesky_solve(G, q, m):
     return x, info != 0, A, rhs
 
 
-def _pdas_qp(G, q, w, valid, mu, sizes=None, max_iter=25):
+def _pdas_qp(G, q, w, valid, eps, sizes=None, max_iter=25):
     """Primal-dual active-set (semismooth Newton) solve of the small problems, batched.
 
     Guess the support, solve on it, and move every coordinate whose sign condition fails;
     a guess that repeats meets the KKT conditions exactly. Warm-started from the previous
     support this usually takes 2-4 solves. Rows that have not settled after ``max_iter``
     (PDAS can cycle on badly conditioned problems) are reported in ``converged = False``.
-    ``mu`` holds each row's half penalty, which sets its tolerance; ``sizes``, when given,
-    says that each row's valid entries are its leading ones, and how many.
+    ``eps`` holds each row's tolerance (:func:`_inner_eps`); ``sizes``, when given, says
+    that each row's valid entries are its leading ones, and how many.
     """
     torch = import_torch()
     b = q.shape[0]
-    eps = _inner_eps(mu)[:, None]
+    eps = eps[:, None]
     grad = (G @ w[:, :, None]).squeeze(-1) - q
     P = valid & ((w > 0) | (grad < -eps))
     out = w.clone()
@@ -1026,20 +1045,20 @@ def _pdas_qp(G, q, w, valid, mu, sizes=None, max_iter=25):
     return out, converged
 
 
-def _active_set_qp(G, q, w, valid, mu):
+def _active_set_qp(G, q, w, valid, eps):
     """Exact ``min 0.5 w'Gw - q'w`` over ``w >= 0`` (``w = 0`` where not ``valid``), batched.
 
     A primal active-set method started from a feasible ``w``: add the coordinates whose
     gradient is negative, solve on the enlarged face, and step back to the feasible set when
     a coordinate would turn negative. When adding several coordinates at once makes no
     progress for a row, that row falls back to adding one at a time (Lawson-Hanson), which
-    is guaranteed to progress.
+    is guaranteed to progress. ``eps`` holds each row's tolerance (:func:`_inner_eps`).
     """
     torch = import_torch()
     b, K = q.shape
     if K == 0 or b == 0:
         return w
-    eps = _inner_eps(mu)[:, None]
+    eps = eps[:, None]
     P = valid & (w > 0)
     single = torch.zeros(b, dtype=torch.bool, device=q.device)
     stalled = torch.zeros(b, dtype=torch.bool, device=q.device)
@@ -1107,7 +1126,7 @@ def _settle(G, q, w, P, P_old):
     return w, P
 
 
-def _fista_batch(z, mu, C64, tol, max_iter, lipschitz, check_every=10):
+def _fista_batch(z, mu, C64, tol, max_iter, lipschitz, scale, check_every=10):
     """Accelerated proximal gradient on the half objective, from ``w = 0``.
 
     ``mu`` holds each row's half penalty, compacted with the rows as they converge.
@@ -1131,7 +1150,7 @@ def _fista_batch(z, mu, C64, tol, max_iter, lipschitz, check_every=10):
             r = zz - w @ C64
             corr = r @ C64.T
             passes[act] += 1
-            gaps[act] = rel = _excess_gap(zz, r, w.sum(1), corr.max(1).values, mu)
+            gaps[act] = rel = _excess_gap(zz, r, w.sum(1), corr.max(1).values, mu, scale)
             done = rel <= tol
             if bool(done.any()):
                 out[act[done]] = w[done]

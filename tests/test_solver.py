@@ -211,11 +211,11 @@ def test_stopping_test_has_a_round_off_floor():
     for scale, expected in [(1e-3, 1.0), (0.5 * np.sqrt(_GAP_FLOOR), 0.0), (1e-9, 0.0)]:
         r = scale * direction / torch.linalg.vector_norm(direction)
         cmax = torch.full((1,), 0.5 * scale, dtype=torch.float64)  # well above any slack
-        rel = float(_excess_gap(z, r, w_sum, cmax, mu)[0])
+        rel = float(_excess_gap(z, r, w_sum, cmax, mu, 1.0)[0])
         # ...unless that objective is below the floor 2**-40 ||x||^2 (half: 2**-41 ||z||^2)
         assert rel == pytest.approx(expected, abs=1e-5), scale
         # the floor scales with ||x||^2, so the test is the same at any magnitude
-        big = _excess_gap(2.0**300 * z, 2.0**300 * r, w_sum, 2.0**300 * cmax, mu)
+        big = _excess_gap(2.0**300 * z, 2.0**300 * r, w_sum, 2.0**300 * cmax, mu, 1.0)
         assert float(big[0]) == rel
 
 
@@ -686,6 +686,53 @@ def test_unfinished_samples_report_the_gap_of_their_answer(problem, precompute):
         np.testing.assert_allclose(
             info["duality_gap"][unfinished], numpy_gap(W, D, Z, 0.02)[unfinished], rtol=1e-6
         )
+
+
+@pytest.mark.parametrize("precompute", [True, False])
+@pytest.mark.parametrize("lam", [0.0, 1e-20])
+@pytest.mark.parametrize("s", [1e-14, 1e-30])
+def test_short_atoms_never_certify_a_wrong_answer(precompute, lam, s):
+    # x = e0 + e1 with atoms e0 and s * e1: fitting x needs a weight of about 1 / s on the
+    # short atom whenever lam < 2 s. A tolerance fit for unit atoms would forgive its
+    # score (s) and certify w = (1, 0), at objective 1.
+    D = np.zeros((2, 4))
+    D[0, 0], D[1, 1] = 1.0, s
+    X = np.array([[1.0, 1.0, 0.0, 0.0]])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        W, info = nonnegative_lasso(X, D, lam, precompute=precompute, return_info=True)
+    w0, w1 = 1 - lam / 2, max(0.0, (s - lam / 2) / s**2)
+    best = (1 - w0) ** 2 + (1 - s * w1) ** 2 + lam * (w0 + w1)
+    obj = objective(W, D, X, lam)[0]
+    if info["converged"][0]:
+        assert obj <= best + 1e-6 * max(obj, best) + 2.0**-40 * 2
+    else:
+        assert obj > best + 1e-6 * best  # it is not claimed, and it is not the optimum
+
+
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("precompute", [True, False])
+@pytest.mark.parametrize("lam", [0.0, 1e-3, 0.05])
+def test_atoms_of_different_norms(precompute, lam):
+    rng = np.random.RandomState(0)
+    D = rng.standard_normal((150, 40))
+    D *= np.exp(rng.uniform(np.log(0.1), np.log(10), 150))[:, None] / np.linalg.norm(
+        D, axis=1, keepdims=True
+    )
+    X = rng.uniform(0, 1, (8, 25)) @ D[rng.choice(150, 25, replace=False)]
+    X += 0.1 * rng.standard_normal(X.shape)
+    W, info = nonnegative_lasso(X, D, lam, precompute=precompute, return_info=True)
+    assert info["converged"].all()
+    if lam > 0:
+        # coordinate descent stops short of the optimum here: never below its objective
+        ref = objective(lasso_reference(D, X, lam), D, X, lam)
+        assert (objective(W, D, X, lam) <= ref * (1 + 1e-9)).all()
+        assert numpy_gap(W, D, X, lam).max() <= 1e-6
+    else:
+        from scipy.optimize import nnls
+
+        best = np.array([nnls(D.T, x)[1] ** 2 for x in X])
+        assert (objective(W, D, X, lam) <= best * (1 + 1e-6) + 1e-12).all()
 
 
 def test_automatic_choice_of_method(problem, monkeypatch):
