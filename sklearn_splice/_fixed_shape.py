@@ -9,7 +9,7 @@ the same method runs on arrays whose shapes change only on a schedule the host s
 
 - every sample keeps its support in ``K`` slots (its valid entries first) and adds up to
   ``K // 2`` concepts per iteration; once some support fills half of the slots, ``K`` grows
-  at the next check to twice its size;
+  at the next check to twice the largest support (in steps of 32);
 - samples that converge are frozen (masked updates) rather than removed; the host looks at
   the batch only after iterations 1, 2, 3, 4, 6, 8, 11, 16, ... (factors of about
   ``sqrt(2)``), where it removes the finished samples and grows ``K``, so the number of

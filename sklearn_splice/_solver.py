@@ -575,7 +575,8 @@ def _relative_gap(zz, rr, ry, w_sum, cmax, mu, scale):
     # out) is taken as it is: with mu = 0 no scaling reaches the set (a cone), so this is
     # what certifies a nonnegative least-squares answer.
     # With mu = 0 nothing bounds ||w*||_1 (an ill-posed problem can have its optimum at
-    # weights of 1e7), so only float64 round-off of D r is forgiven there.
+    # weights of 1e7), so only float64 round-off of D r is forgiven there. Both allowances
+    # are for atoms of norm 1, times the dictionary's atom_scale.
     slack = torch.where(
         mu > 0, scale * 1e-9 * rr.sqrt() + 2.0 * _inner_eps(mu, scale), scale * 1e-13 * rr.sqrt()
     )
