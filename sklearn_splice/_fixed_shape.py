@@ -32,6 +32,7 @@ from ._solver import (
     _MIN_ADD,
     _append_rows,
     _cholesky_solve,
+    _coordinate_eps,
     _excess_gap,
     _gather_square,
     _inner_eps,
@@ -62,7 +63,7 @@ def _check_points(max_iter: int) -> set[int]:
     return points
 
 
-def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef, scale):
+def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef, inv_norm):
     """Solve one batch as :func:`~sklearn_splice._solver._working_set_batch` does.
 
     Same arguments and results. Values are read back from the device once at each of the
@@ -118,14 +119,16 @@ def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef, scale):
         kt = min(c, max(K // 2, min_add, 8))
         top_vals, top_ids = corr.topk(kt, dim=1)
         margin = margin_coef * torch.linalg.vector_norm(r, dim=1).float()
-        cmax, unsure = _certified_max(best, top_vals, top_ids, r, C64, margin, st["supp"])
-        rel = _excess_gap(st["z"], r, (w * valid).sum(1), cmax, st["mu"], scale)
+        cmax, excess, unsure = _certified_max(
+            best, top_vals, top_ids, r, C64, margin, st["supp"], idx, st["mu"], inv_norm
+        )
+        rel = _excess_gap(st["z"], r, (w * valid).sum(1), cmax, st["mu"], excess)
         conv = rel <= tol
         st["gap"] = torch.where(live, rel, st["gap"])
         st["hard"] = st["hard"] | (live & conv & unsure)
         st["live"] = live = live & ~conv & ~st["hard"]
         if it < max_iter:
-            _step(st, K, kt, top_vals, top_ids, C64, min_add, scale)
+            _step(st, K, kt, top_vals, top_ids, C64, min_add)
         if it in checks:
             n_live, top = torch.stack(
                 [st["live"].sum(), (st["valid"].sum(1) * st["live"]).max()]
@@ -158,7 +161,7 @@ def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef, scale):
     hard = act[torch.cat([f[3] for f in finished])]
     if hard.numel():
         h_rows, h_cols, h_vals, h_gaps, h_passes, _ = _working_set_batch(
-            z[hard], mu[hard], C_pass, C64, tol, max_iter, margin_coef, scale
+            z[hard], mu[hard], C_pass, C64, tol, max_iter, margin_coef, inv_norm
         )
         rows, cols = torch.cat([rows, hard[h_rows]]), torch.cat([cols, h_cols])
         vals = torch.cat([vals, h_vals])
@@ -170,7 +173,7 @@ def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef, scale):
     return rows, cols, vals, gaps, passes, passes.clone()  # one pass per iteration
 
 
-def _step(st, K, kt, top_vals, top_ids, C64, min_add, scale):
+def _step(st, K, kt, top_vals, top_ids, C64, min_add):
     """One working-set update of the live rows of ``st``, in place; other rows are kept."""
     torch = import_torch()
     dev = top_ids.device
@@ -190,7 +193,7 @@ def _step(st, K, kt, top_vals, top_ids, C64, min_add, scale):
     order = torch.argsort((~set_valid).to(torch.uint8), dim=1, stable=True)
     Gw, idxw, qw = _gather_square(Gw, order), idxw.gather(1, order), qw.gather(1, order)
     w0, sv = w0.gather(1, order), set_valid.gather(1, order)
-    wn, settled = _pdas_fixed(Gw, qw, w0, sv, _inner_eps(mu, scale))
+    wn, settled = _pdas_fixed(Gw, qw, w0, sv, _inner_eps(mu))
     st["hard"] = st["hard"] | (live & ~settled)
     live = live & ~st["hard"]
     # the new support, compacted into the K slots (it has at most n_supp + n_add <= K)
@@ -220,7 +223,7 @@ def _pdas_fixed(G, q, w0, valid, eps):
     """
     torch = import_torch()
     b = q.shape[0]
-    eps = eps[:, None]
+    eps = _coordinate_eps(G, eps)
     grad = (G @ w0[:, :, None]).squeeze(-1) - q
     P = valid & ((w0 > 0) | (grad < -eps))
     out = torch.zeros_like(w0)
@@ -237,23 +240,29 @@ def _pdas_fixed(G, q, w0, valid, eps):
     return out.clamp_min(0.0), settled
 
 
-def _certified_max(best32, top_vals, top_ids, r, C64, margin, supp_corr):
+def _certified_max(best32, top_vals, top_ids, r, C64, margin, supp_corr, supp_idx, mu, inv_norm):
     """:func:`~sklearn_splice._solver._exact_max_corr` on fixed shapes.
 
     Rescores the first :data:`_RESCORED` candidates outside the support in float64 and
-    returns, with ``max_j C_j . r``, which rows have further candidates within twice their
-    score error of the best one (their maximum is not certain). A zero residual has
-    every score exactly 0: certain.
+    returns ``max_j C_j . r``, the largest violation in units of each concept's norm, and
+    which rows have further candidates within twice their score error of the best one
+    (their maximum is not certain). A zero residual has every score exactly 0: certain.
     """
     torch = import_torch()
+    ninf = float("-inf")
     m = min(top_ids.shape[1], _RESCORED)
+    ids = top_ids[:, :m]
     cand = top_vals[:, :m] >= (best32 - 2 * margin)[:, None]
-    exact = torch.einsum("bkd,bd->bk", C64[top_ids[:, :m]], r)
-    exact = torch.where(cand, exact, torch.full_like(exact, float("-inf")))
+    exact = torch.einsum("bkd,bd->bk", C64[ids], r)
+    exact = torch.where(cand, exact, torch.full_like(exact, ninf))
     cmax = torch.maximum(supp_corr.max(1).values, exact.max(1).values)
+    excess = torch.maximum(
+        ((supp_corr - mu[:, None]) * inv_norm[supp_idx]).max(1).values,
+        ((exact - mu[:, None]) * inv_norm[ids]).max(1).values,
+    )
     if m == C64.shape[0]:  # every concept rescored
-        return cmax, torch.zeros_like(cand[:, 0])
-    return cmax, cand[:, -1] & (r != 0).any(1)
+        return cmax, excess, torch.zeros_like(cand[:, 0])
+    return cmax, excess, cand[:, -1] & (r != 0).any(1)
 
 
 def _grow(st, K_new):

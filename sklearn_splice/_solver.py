@@ -40,11 +40,10 @@ largest row has norm about 1, with each row's penalty scaled to match; the solut
 back. Powers of two are exact in floating point, so the answer does not depend on the
 magnitude of the inputs (beyond over- and underflow of the answer itself), and the float32
 scoring passes never overflow or underflow. The tolerances that forgive round-off in the
-optimality conditions are scaled by the shortest nonzero atom's norm relative to the
-longest: a violation ``v`` by atom ``j`` can lower the objective by ``(v / ||atom_j||)^2``,
-so a tolerance fit for the longest atoms would certify wrong answers that need a much
-shorter one. On a dictionary whose atom norms differ by many orders of magnitude, a sample
-at a penalty near 0 may then stay uncertified (and be reported so) instead.
+optimality conditions measure each atom's violation in units of its own norm (atoms longer
+than the scaled unit count as 1): a violation ``v`` by atom ``j`` can lower the objective by
+``(v / ||atom_j||)^2``, so a tolerance fit for unit atoms alone would certify wrong answers
+that need a much shorter one.
 
 The public :func:`nonnegative_lasso` validates its arguments; the transformer calls the
 private core (:func:`_prepare_dictionary` once, then :func:`_nonnegative_lasso` per chunk).
@@ -254,11 +253,10 @@ class _PreparedDictionary:
     device: Any
     lipschitz: float | None = None  # of C64 (largest eigenvalue of C64.T @ C64), for FISTA
     row_norm: float = 1.0  # largest row norm of C64
-    # The smallest nonzero row norm of C64, at most 1. The tolerances that let a concept
-    # break the optimality conditions by round-off are scaled by it: a violation v of
-    # concept j lowers the objective by up to (v / ||C_j||)^2, so a tolerance fit for
-    # unit rows would pass a wrong answer on a dictionary with a much shorter row.
-    atom_scale: float = 1.0
+    # 1 / min(||C_j||, 1) per row (1 for zero rows): the certificate measures each
+    # concept's violation of the optimality conditions in units of its own norm (a
+    # violation v of concept j can lower the objective by (v / ||C_j||)^2).
+    inv_norm: Any = None
     gram: Any = None  # C64 @ C64.T, computed by the first call that solves on it
 
     def gram_matrix(self):
@@ -338,7 +336,7 @@ def _prepare_dictionary(dictionary: np.ndarray, device: Any) -> _PreparedDiction
     C64 = torch.from_numpy(C).to(dev)
     norms = torch.linalg.vector_norm(C64, dim=1)
     row_norm = float(norms.max())
-    atom_scale = min(1.0, float(norms[norms > 0].min())) if row_norm > 0 else 1.0
+    inv_norm = torch.where(norms > 0, 1.0 / norms.clamp(min=1e-300, max=1.0), 1.0)
     return _PreparedDictionary(
         C64=C64,
         C32=C64.float(),
@@ -346,7 +344,7 @@ def _prepare_dictionary(dictionary: np.ndarray, device: Any) -> _PreparedDiction
         margin_coef=2.0 * C.shape[1] * _F32_UNIT * max(row_norm, 1.0),
         device=dev,
         row_norm=row_norm,
-        atom_scale=atom_scale,
+        inv_norm=inv_norm,
     )
 
 
@@ -425,18 +423,18 @@ def _nonnegative_lasso(
         lipschitz = prepared.lipschitz
 
         def solve(rows, C32=C32, C64=C64, G=G):
-            scale = prepared.atom_scale
+            inv = prepared.inv_norm.to(rows.z.device)
             if gram:
-                return _gram_batch(rows.z, rows.mu, G, C64, tol, max_iter, gram_err, scale)
+                return _gram_batch(rows.z, rows.mu, G, C64, tol, max_iter, gram_err, inv)
             if solver == "working_set":
                 # the fixed-shape loop lives in its own module, which builds on this one
                 from ._fixed_shape import _fixed_shape_batch
 
                 fixed = rows.z.device.type in _FIXED_SHAPE_DEVICES
                 return (_fixed_shape_batch if fixed else _working_set_batch)(
-                    rows.z, rows.mu, C32, C64, tol, max_iter, prepared.margin_coef, scale
+                    rows.z, rows.mu, C32, C64, tol, max_iter, prepared.margin_coef, inv
                 )
-            return _fista_batch(rows.z, rows.mu, C64, tol, max_iter, lipschitz, scale)
+            return _fista_batch(rows.z, rows.mu, C64, tol, max_iter, lipschitz, inv)
 
         def on_cpu(rows):
             return solve(rows.to("cpu"), C32.cpu(), C64.cpu(), None if G is None else G.cpu())
@@ -544,13 +542,22 @@ def _combine_parts(first, second, n_first):
     )
 
 
-def _inner_eps(mu, scale):
-    """Per-row optimality tolerance of the small problems: relative to mu, absolute below 1,
-    times the dictionary's ``atom_scale``."""
-    return _INNER_EPS * scale * mu.clamp_min(1.0)
+def _inner_eps(mu):
+    """Per-row optimality tolerance of the small problems: relative to mu, absolute below 1.
+
+    It is for concepts of norm 1: the small solves scale it by each concept's norm
+    (:func:`_coordinate_eps`), as the certificate does (:func:`_relative_gap`).
+    """
+    return _INNER_EPS * mu.clamp_min(1.0)
 
 
-def _excess_gap(z, r, w_sum, cmax, mu, scale):
+def _coordinate_eps(G, eps):
+    """Per-coordinate tolerances: each row's ``eps`` times ``min(||C_j||, 1)``, from the
+    diagonal of the working set's Gram matrices ``G``."""
+    return eps[:, None] * G.diagonal(dim1=1, dim2=2).clamp(0.0, 1.0).sqrt()
+
+
+def _excess_gap(z, r, w_sum, cmax, mu, excess):
     """Duality gap of the half objective less the round-off floor, relative to the objective.
 
     The half objective is ``0.5 ||r||^2 + mu * sum(w)`` with residual ``r = z - D^T w``;
@@ -559,14 +566,14 @@ def _excess_gap(z, r, w_sum, cmax, mu, scale):
     With ``y = z - r = D^T w`` the gap is ``0.5 (1 - s)^2 ||r||^2 + mu sum(w) - s r.y``,
     which, unlike the difference of the two values, does not lose the gap to round-off of
     ``||z||^2`` when the optimum is near 0. The result is ``<= tol`` exactly when
-    ``gap <= tol * primal + 0.5 * _GAP_FLOOR * ||z||^2``. ``scale`` is the dictionary's
-    ``atom_scale``.
+    ``gap <= tol * primal + 0.5 * _GAP_FLOOR * ||z||^2``. ``excess`` is the largest
+    violation ``max_j (D_j . r - mu) / min(||D_j||, 1)`` (see :func:`_exact_max_corr`).
     """
     zz, rr, ry = (z * z).sum(1), (r * r).sum(1), (r * (z - r)).sum(1)
-    return _relative_gap(zz, rr, ry, w_sum, cmax, mu, scale)
+    return _relative_gap(zz, rr, ry, w_sum, cmax, mu, excess)
 
 
-def _relative_gap(zz, rr, ry, w_sum, cmax, mu, scale):
+def _relative_gap(zz, rr, ry, w_sum, cmax, mu, excess):
     """:func:`_excess_gap` from ``||z||^2``, ``||r||^2`` and ``r.y`` (``y = D^T w``)."""
     torch = import_torch()
     primal = 0.5 * rr + mu * w_sum
@@ -575,12 +582,11 @@ def _relative_gap(zz, rr, ry, w_sum, cmax, mu, scale):
     # out) is taken as it is: with mu = 0 no scaling reaches the set (a cone), so this is
     # what certifies a nonnegative least-squares answer.
     # With mu = 0 nothing bounds ||w*||_1 (an ill-posed problem can have its optimum at
-    # weights of 1e7), so only float64 round-off of D r is forgiven there. Both allowances
-    # are for atoms of norm 1, times the dictionary's atom_scale.
-    slack = torch.where(
-        mu > 0, scale * 1e-9 * rr.sqrt() + 2.0 * _inner_eps(mu, scale), scale * 1e-13 * rr.sqrt()
-    )
-    s_cap = torch.where(cmax > mu + slack, mu / cmax.clamp_min(1e-300), torch.ones_like(cmax))
+    # weights of 1e7), so only float64 round-off of D r is forgiven there. Violations are
+    # measured in units of each concept's norm (excess): an allowance fit for unit concepts
+    # would otherwise pass a wrong answer that needs a much shorter one.
+    slack = torch.where(mu > 0, 1e-9 * rr.sqrt() + 2.0 * _inner_eps(mu), 1e-13 * rr.sqrt())
+    s_cap = torch.where(excess > slack, mu / cmax.clamp_min(1e-300), torch.ones_like(cmax))
     # Within [0, s_cap], the s that minimises the gap (a convex quadratic in s). It differs
     # from s_cap when r is only round-off (mu = 0, x in the cone): there theta = 0 is best,
     # and the gap is the objective itself rather than round-off of r.y magnified.
@@ -591,35 +597,44 @@ def _relative_gap(zz, rr, ry, w_sum, cmax, mu, scale):
     return torch.where(primal > 0, excess / primal.clamp_min(1e-300), torch.zeros_like(gap))
 
 
-def _exact_max_corr(best32, top_vals, top_ids, r, C64, margin, supp_corr):
-    """``max_j C_j . r`` in float64, using approximate scores only to pick candidates.
+def _exact_max_corr(best32, top_vals, top_ids, r, C64, margin, supp_corr, supp_idx, mu, inv_norm):
+    """``max_j C_j . r`` in float64, using approximate scores only to pick candidates; and
+    the largest violation ``max_j (C_j . r - mu) * inv_norm[j]`` among the same concepts.
 
     ``best32`` is each row's largest approximate score (float32 or Gram-derived);
     ``top_vals``/``top_ids`` the largest scores outside the support, whose exact scores are
-    ``supp_corr``; ``margin`` bounds each row's score error. Every concept whose score is
-    within twice that bound of the best one is rescored exactly; a row with more such
-    candidates than ``top_ids`` holds is rescored in full.
+    ``supp_corr`` (``-inf`` in unused slots) at concepts ``supp_idx``; ``margin`` bounds
+    each row's score error. Every concept whose score is within twice that bound of the
+    best one is rescored exactly; a row with more such candidates than ``top_ids`` holds is
+    rescored in full. (A concept left out scores below the best one by more than any
+    violation the certificate forgives, so its own violation is forgiven too.)
     """
     torch = import_torch()
+    ninf = float("-inf")
     cand = top_vals >= (best32 - 2 * margin)[:, None]
     # one device-to-host copy for both decisions
     k, any_full = torch.stack([cand.sum(1).max(), cand.all(1).any().long()]).tolist()
     if supp_corr.shape[1]:
         cmax = supp_corr.max(1).values
+        excess = ((supp_corr - mu[:, None]) * inv_norm[supp_idx]).max(1).values
     else:
-        cmax = torch.full_like(r[:, 0], float("-inf"))
+        cmax = excess = torch.full_like(r[:, 0], ninf)
     if k:
-        exact = torch.einsum("bkd,bd->bk", C64[top_ids[:, :k]], r)
-        exact = torch.where(cand[:, :k], exact, torch.full_like(exact, float("-inf")))
+        ids = top_ids[:, :k]
+        exact = torch.einsum("bkd,bd->bk", C64[ids], r)
+        exact = torch.where(cand[:, :k], exact, torch.full_like(exact, ninf))
         cmax = torch.maximum(cmax, exact.max(1).values)
+        excess = torch.maximum(excess, ((exact - mu[:, None]) * inv_norm[ids]).max(1).values)
     if k == top_ids.shape[1] and top_ids.shape[1] < C64.shape[0]:
         if any_full:  # candidates may go on beyond the ones listed
             rows = cand.all(1).nonzero().squeeze(1)
-            cmax[rows] = (r[rows] @ C64.T).max(1).values
-    return cmax
+            scores = r[rows] @ C64.T
+            cmax[rows] = scores.max(1).values
+            excess[rows] = ((scores - mu[rows, None]) * inv_norm).max(1).values
+    return cmax, excess
 
 
-def _working_set_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef, scale):
+def _working_set_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef, inv_norm):
     """Solve one batch; returns COO parts (rows, cols, values), gaps and pass counts.
 
     Each row carries its support ``S`` with the float64 rows ``C_S`` and Gram matrix
@@ -668,8 +683,10 @@ def _working_set_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef, scale):
         # valid's width bounds every support: no device-to-host copy for the size
         top_vals, top_ids = corr.topk(min(c, max(valid.shape[1] // 2, min_add, 8)), dim=1)
         margin = margin_coef * torch.linalg.vector_norm(r, dim=1).float()
-        cmax = _exact_max_corr(best, top_vals, top_ids, r, C64, margin, supp_corr)
-        rel = _excess_gap(zz, r, (w * valid).sum(1), cmax, mu, scale)
+        cmax, excess = _exact_max_corr(
+            best, top_vals, top_ids, r, C64, margin, supp_corr, idx, mu, inv_norm
+        )
+        rel = _excess_gap(zz, r, (w * valid).sum(1), cmax, mu, excess)
         gaps[act] = rel
         done = rel <= tol
         if bool(done.any()):
@@ -700,7 +717,7 @@ def _working_set_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef, scale):
         # The working set's valid entries first, so that the solves take leading blocks
         order, counts = _valid_first(set_valid)
         G, idx, q = _gather_square(G, order), idx.gather(1, order), q.gather(1, order)
-        w = _solve_leading(G, q, w0.gather(1, order), counts, mu, scale)
+        w = _solve_leading(G, q, w0.gather(1, order), counts, mu)
 
         # Keep only the new support, compacted to the front of each row.
         order, n_keep = _valid_first(w > 0)
@@ -740,7 +757,7 @@ def _append_rows(G, q, CS, CA, z, mu):
     return G, torch.cat([q, torch.einsum("bad,bd->ba", CA, z) - mu[:, None]], 1)
 
 
-def _gram_batch(z, mu, G, C64, tol, max_iter, gram_err, scale):
+def _gram_batch(z, mu, G, C64, tol, max_iter, gram_err, inv_norm):
     """Solve one batch on the precomputed Gram matrix ``G = C64 @ C64.T``.
 
     The correlations ``C z`` are computed once, in float64; every iteration then scores
@@ -791,7 +808,7 @@ def _gram_batch(z, mu, G, C64, tol, max_iter, gram_err, scale):
         cap = torch.clamp(valid.sum(1) // 2, min=min_add)
         top_vals, top_ids = corr.topk(min(c, max(valid.shape[1] // 2, min_add, 8)), dim=1)
         rr = (zz - 2 * wq + wGw).clamp_min(0.0)
-        rel = _relative_gap(zz, rr, wq - wGw, w_sum, best, mu, scale)
+        rel = _relative_gap(zz, rr, wq - wGw, w_sum, best, mu, best - mu)  # a first screen
         n_viol = (top_vals > mu[:, None]).sum(1)
         # Certify exactly what looks converged or has nothing left to add (the Gram-derived
         # ||r||^2 = ||z||^2 - 2 y.z + y.y loses digits when r is small).
@@ -802,9 +819,11 @@ def _gram_batch(z, mu, G, C64, tol, max_iter, gram_err, scale):
             r = zc - torch.einsum("bs,bsd->bd", wc, C64[ic])
             supp = torch.where(valid[ch], old[ch], torch.full_like(wc, ninf))
             margin = gram_err * (zz[ch].sqrt() + w_sum[ch])
-            cmax = _exact_max_corr(best[ch], top_vals[ch], top_ids[ch], r, C64, margin, supp)
+            cmax, excess = _exact_max_corr(
+                best[ch], top_vals[ch], top_ids[ch], r, C64, margin, supp, ic, mu[ch], inv_norm
+            )
             rel[ch] = _relative_gap(
-                zz[ch], (r * r).sum(1), (r * (zc - r)).sum(1), w_sum[ch], cmax, mu[ch], scale
+                zz[ch], (r * r).sum(1), (r * (zc - r)).sum(1), w_sum[ch], cmax, mu[ch], excess
             )
         gaps[act] = rel
         done = rel <= tol
@@ -834,7 +853,7 @@ def _gram_batch(z, mu, G, C64, tol, max_iter, gram_err, scale):
         Gk = _gather_square(G.unsqueeze(0), idx_k, torch.zeros_like(counts))
         qk = q_all.gather(1, idx_k) - mu[:, None]
         w0 = torch.cat([w, torch.zeros((w.shape[0], A), dtype=f64, device=dev)], 1)
-        wk = _solve_leading(Gk, qk, w0.gather(1, order), counts, mu, scale)
+        wk = _solve_leading(Gk, qk, w0.gather(1, order), counts, mu)
         order, n_keep = _valid_first(wk > 0)  # the new support, compacted to the front
         idx, w = idx_k.gather(1, order), wk.gather(1, order)
         valid = torch.arange(order.shape[1], device=dev)[None, :] < n_keep[:, None]
@@ -868,7 +887,7 @@ def _valid_first(valid):
     return torch.argsort((~valid).to(torch.uint8), dim=1, stable=True)[:, :k], counts
 
 
-def _solve_leading(G, q, w0, counts, mu, scale):
+def _solve_leading(G, q, w0, counts, mu):
     """Exact solve of the working-set problems: PDAS, then an active-set method where it cycles.
 
     The valid entries of each row are its ``counts`` leading ones (see :func:`_valid_first`),
@@ -876,7 +895,7 @@ def _solve_leading(G, q, w0, counts, mu, scale):
     """
     torch = import_torch()
     valid = torch.arange(q.shape[1], device=q.device)[None, :] < counts[:, None]
-    eps = _inner_eps(mu, scale)
+    eps = _inner_eps(mu)
     w, ok = _pdas_qp(G, q, w0, valid, eps, counts)
     if not bool(ok.all()):
         bad = (~ok).nonzero().squeeze(1)
@@ -995,8 +1014,11 @@ def _cholesky_solve(G, q, m):
     """
     torch = import_torch()
     mf = m.to(G.dtype)
+    # the ridge in proportion to each concept's squared norm (at most 1), so that the
+    # solution is as accurate for a short concept as for a unit one
+    ridge = _RIDGE * mf * G.diagonal(dim1=1, dim2=2).clamp(max=1.0)
     A = (G * mf[:, None, :]).mul_(mf[:, :, None])  # 2-5x faster than a where() (measured)
-    A.diagonal(dim1=1, dim2=2).add_(1.0 - mf + _RIDGE * mf)
+    A.diagonal(dim1=1, dim2=2).add_(1.0 - mf + ridge)
     rhs = (q * mf)[:, :, None]
     L, info = torch.linalg.cholesky_ex(A)
     # two triangular solves are several times faster than cholesky_solve on small batches
@@ -1005,7 +1027,7 @@ def _cholesky_solve(G, q, m):
     # One step of iterative refinement against the unshifted matrix takes out the ridge's
     # bias (ridge * s), which otherwise dominates when the weights are large (l1_penalty
     # near 0 with correlated atoms); on exact duplicates it changes nothing.
-    res = rhs - A @ x + _RIDGE * mf[:, :, None] * x
+    res = rhs - A @ x + ridge[:, :, None] * x
     y = torch.linalg.solve_triangular(L, res, upper=False)
     x = (x + torch.linalg.solve_triangular(L.mT, y, upper=True)).squeeze(-1)
     return x, info != 0, A, rhs
@@ -1023,7 +1045,7 @@ def _pdas_qp(G, q, w, valid, eps, sizes=None, max_iter=25):
     """
     torch = import_torch()
     b = q.shape[0]
-    eps = eps[:, None]
+    eps = _coordinate_eps(G, eps)
     grad = (G @ w[:, :, None]).squeeze(-1) - q
     P = valid & ((w > 0) | (grad < -eps))
     out = w.clone()
@@ -1066,7 +1088,7 @@ def _active_set_qp(G, q, w, valid, eps):
     b, K = q.shape
     if K == 0 or b == 0:
         return w
-    eps = eps[:, None]
+    eps = _coordinate_eps(G, eps)
     P = valid & (w > 0)
     single = torch.zeros(b, dtype=torch.bool, device=q.device)
     stalled = torch.zeros(b, dtype=torch.bool, device=q.device)
@@ -1134,7 +1156,7 @@ def _settle(G, q, w, P, P_old):
     return w, P
 
 
-def _fista_batch(z, mu, C64, tol, max_iter, lipschitz, scale, check_every=10):
+def _fista_batch(z, mu, C64, tol, max_iter, lipschitz, inv_norm, check_every=10):
     """Accelerated proximal gradient on the half objective, from ``w = 0``.
 
     ``mu`` holds each row's half penalty, compacted with the rows as they converge.
@@ -1158,7 +1180,8 @@ def _fista_batch(z, mu, C64, tol, max_iter, lipschitz, scale, check_every=10):
             r = zz - w @ C64
             corr = r @ C64.T
             passes[act] += 1
-            gaps[act] = rel = _excess_gap(zz, r, w.sum(1), corr.max(1).values, mu, scale)
+            excess = ((corr - mu[:, None]) * inv_norm).max(1).values
+            gaps[act] = rel = _excess_gap(zz, r, w.sum(1), corr.max(1).values, mu, excess)
             done = rel <= tol
             if bool(done.any()):
                 out[act[done]] = w[done]

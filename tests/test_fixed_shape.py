@@ -14,6 +14,7 @@ from test_solver import (  # noqa: F401  (collected again here, with the fixed-s
     numpy_gap,
     objective,
     problem,
+    test_atom_norms_spanning_four_orders,
     test_atoms_of_different_norms,
     test_both_methods_match_sklearn_lasso,
     test_deterministic_and_independent_of_batching,
@@ -29,7 +30,7 @@ from test_solver import (  # noqa: F401  (collected again here, with the fixed-s
     test_per_row_penalties_survive_compaction,
     test_planted_support_is_recovered,
     test_rows_of_very_different_norms_in_one_batch,
-    test_short_atoms_never_certify_a_wrong_answer,
+    test_short_atoms_are_solved_not_forgiven,
     test_solution_meets_kkt_conditions,
     test_unfinished_samples_report_the_gap_of_their_answer,
     test_weights_beyond_float64_are_an_error_not_inf,
@@ -242,7 +243,7 @@ def test_host_reads_grow_with_the_logarithm_of_the_iterations(wide, lam):
     prepared = _solver._prepare_dictionary(D, "cpu")
     z = torch.from_numpy(Z / np.linalg.norm(Z, axis=1, keepdims=True))
     mu = torch.full((len(Z),), lam / 2, dtype=torch.float64)
-    args = (z, mu, prepared.C32, prepared.C64, 1e-6, 100, prepared.margin_coef, 1.0)
+    args = (z, mu, prepared.C32, prepared.C64, 1e-6, 100, prepared.margin_coef, prepared.inv_norm)
     with torch.inference_mode():
         res, reads = _count_reads(_fixed_shape._fixed_shape_batch, *args)
         _, reads_ref = _count_reads(_solver._working_set_batch, *args)

@@ -211,11 +211,12 @@ def test_stopping_test_has_a_round_off_floor():
     for scale, expected in [(1e-3, 1.0), (0.5 * np.sqrt(_GAP_FLOOR), 0.0), (1e-9, 0.0)]:
         r = scale * direction / torch.linalg.vector_norm(direction)
         cmax = torch.full((1,), 0.5 * scale, dtype=torch.float64)  # well above any slack
-        rel = float(_excess_gap(z, r, w_sum, cmax, mu, 1.0)[0])
+        rel = float(_excess_gap(z, r, w_sum, cmax, mu, cmax - mu)[0])
         # ...unless that objective is below the floor 2**-40 ||x||^2 (half: 2**-41 ||z||^2)
         assert rel == pytest.approx(expected, abs=1e-5), scale
         # the floor scales with ||x||^2, so the test is the same at any magnitude
-        big = _excess_gap(2.0**300 * z, 2.0**300 * r, w_sum, 2.0**300 * cmax, mu, 1.0)
+        big_cmax = 2.0**300 * cmax
+        big = _excess_gap(2.0**300 * z, 2.0**300 * r, w_sum, big_cmax, mu, big_cmax - mu)
         assert float(big[0]) == rel
 
 
@@ -688,26 +689,67 @@ def test_unfinished_samples_report_the_gap_of_their_answer(problem, precompute):
         )
 
 
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("precompute", [True, False])
 @pytest.mark.parametrize("lam", [0.0, 1e-20])
 @pytest.mark.parametrize("s", [1e-14, 1e-30])
-def test_short_atoms_never_certify_a_wrong_answer(precompute, lam, s):
+def test_short_atoms_are_solved_not_forgiven(precompute, lam, s):
     # x = e0 + e1 with atoms e0 and s * e1: fitting x needs a weight of about 1 / s on the
-    # short atom whenever lam < 2 s. A tolerance fit for unit atoms would forgive its
-    # score (s) and certify w = (1, 0), at objective 1.
+    # short atom whenever lam < 2 s. Tolerances fit for unit atoms forgive its score (s)
+    # and certify w = (1, 0), at objective 1.
     D = np.zeros((2, 4))
     D[0, 0], D[1, 1] = 1.0, s
     X = np.array([[1.0, 1.0, 0.0, 0.0]])
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        W, info = nonnegative_lasso(X, D, lam, precompute=precompute, return_info=True)
+    W, info = nonnegative_lasso(X, D, lam, precompute=precompute, return_info=True)
     w0, w1 = 1 - lam / 2, max(0.0, (s - lam / 2) / s**2)
     best = (1 - w0) ** 2 + (1 - s * w1) ** 2 + lam * (w0 + w1)
-    obj = objective(W, D, X, lam)[0]
-    if info["converged"][0]:
-        assert obj <= best + 1e-6 * max(obj, best) + 2.0**-40 * 2
+    assert info["converged"].all()
+    assert objective(W, D, X, lam)[0] <= best * (1 + 1e-6) + 2.0**-40 * 2
+
+
+def test_certificate_measures_violations_in_units_of_each_atom():
+    import torch
+
+    # residual e1 at w = (1, 0): the short atom's score s is below the round-off allowance
+    # of a unit atom, yet moving along it lowers the objective from 1 to 0
+    s = 1e-14
+    prepared = _solver._prepare_dictionary(np.array([[1.0, 0.0], [0.0, s]]), "cpu")
+    z = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    r = torch.tensor([[0.0, 1.0]], dtype=torch.float64)
+    mu = torch.zeros(1, dtype=torch.float64)
+    supp_corr, supp_idx = torch.zeros((1, 1), dtype=torch.float64), torch.zeros((1, 1)).long()
+    top_ids = torch.tensor([[1]])
+    top_vals = (r.float() @ prepared.C32.T)[:, 1:]
+    margin = torch.zeros(1)
+
+    def gap(inv_norm):
+        cmax, excess = _solver._exact_max_corr(
+            top_vals[:, 0], top_vals, top_ids, r, prepared.C64, margin, supp_corr, supp_idx,
+            mu, inv_norm,
+        )
+        return float(_solver._excess_gap(z, r, torch.ones(1), cmax, mu, excess)[0])
+
+    assert gap(prepared.inv_norm) > 0.5  # not certified
+    assert gap(torch.ones(2, dtype=torch.float64)) < 1e-6  # in units of the longest atom
+
+
+@pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("precompute", [True, False])
+@pytest.mark.parametrize("lam", [0.0, 1e-6, 0.05])
+def test_atom_norms_spanning_four_orders(precompute, lam):
+    rng = np.random.RandomState(1)
+    D = rng.standard_normal((6, 7))
+    D *= np.logspace(0, 4, 6)[:, None] / np.linalg.norm(D, axis=1, keepdims=True)
+    X = rng.standard_normal((6, 7))
+    W, info = nonnegative_lasso(X, D, lam, precompute=precompute, return_info=True)
+    assert info["converged"].all()
+    if lam > 0:
+        ref = objective(lasso_reference(D, X, lam), D, X, lam)
     else:
-        assert obj > best + 1e-6 * best  # it is not claimed, and it is not the optimum
+        from scipy.optimize import nnls
+
+        ref = np.array([nnls(D.T, x)[1] ** 2 for x in X])
+    assert (objective(W, D, X, lam) <= ref * (1 + 1e-9) + 1e-12).all()
 
 
 @pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
