@@ -1176,7 +1176,7 @@ def _fista_batch(z, mu, C64, tol, max_iter, lipschitz, inv_norm, check_every=10)
     out = torch.zeros_like(w)
     for it in range(max_iter):
         iters[act] += 1
-        if it % check_every == 0:
+        if it % check_every == 0 or it == max_iter - 1:
             r = zz - w @ C64
             corr = r @ C64.T
             passes[act] += 1
@@ -1187,7 +1187,7 @@ def _fista_batch(z, mu, C64, tol, max_iter, lipschitz, inv_norm, check_every=10)
                 out[act[done]] = w[done]
                 keep = ~done
                 act, w, y, zz, mu = act[keep], w[keep], y[keep], zz[keep], mu[keep]
-            if act.numel() == 0:
+            if act.numel() == 0 or it == max_iter - 1:
                 break
         grad = mu[:, None] - (zz - y @ C64) @ C64.T
         passes[act] += 2
@@ -1195,7 +1195,7 @@ def _fista_batch(z, mu, C64, tol, max_iter, lipschitz, inv_norm, check_every=10)
         t_next = (1.0 + math.sqrt(1.0 + 4.0 * t * t)) / 2.0
         y = w_next + ((t - 1.0) / t_next) * (w_next - w)
         w, t = w_next, t_next
-    else:
+    if act.numel():  # out of iterations: the point whose gap was measured last
         out[act] = w
     nz = out > 0
     rows, cols = nz.nonzero(as_tuple=True)

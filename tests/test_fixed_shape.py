@@ -71,6 +71,7 @@ def mark_other_methods(request, fixed_shape_on_cpu):
     """The precomputed-Gram and FISTA cases of the collected tests never reach the loop."""
     params = getattr(request.node, "callspec", None)
     params = {} if params is None else params.params
+    params = {**params, **params.get("kwargs", {})}
     if params.get("precompute") is True or params.get("solver") == "fista":
         fixed_shape_on_cpu["other_method"] = True
 

@@ -673,14 +673,14 @@ def test_gram_method_at_tiny_penalties(problem, lam):
                                rtol=1e-9, atol=1e-12)
 
 
-@pytest.mark.parametrize("precompute", [True, False])
-def test_unfinished_samples_report_the_gap_of_their_answer(problem, precompute):
+@pytest.mark.parametrize(
+    "kwargs", [{"precompute": True}, {"precompute": False}, {"solver": "fista"}]
+)
+def test_unfinished_samples_report_the_gap_of_their_answer(problem, kwargs):
     D, Z = problem
-    for max_iter in (1, 2, 3):
+    for max_iter in (1, 2, 3) if "solver" not in kwargs else (1, 5, 20):
         with pytest.warns(ConvergenceWarning, match="did not reach"):
-            W, info = nonnegative_lasso(
-                Z, D, 0.02, precompute=precompute, max_iter=max_iter, return_info=True
-            )
+            W, info = nonnegative_lasso(Z, D, 0.02, max_iter=max_iter, return_info=True, **kwargs)
         unfinished = ~info["converged"]
         assert unfinished.any()
         # the reported gap is that of the weights returned, as recomputed from them
