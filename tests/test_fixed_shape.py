@@ -14,7 +14,6 @@ from test_solver import (  # noqa: F401  (collected again here, with the fixed-s
     numpy_gap,
     objective,
     problem,
-    test_atom_norms_spanning_four_orders,
     test_atoms_of_different_norms,
     test_both_methods_match_sklearn_lasso,
     test_deterministic_and_independent_of_batching,
