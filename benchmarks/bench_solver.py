@@ -13,6 +13,7 @@ by sentence-transformers/all-MiniLM-L6-v2.
     python benchmarks/bench_solver.py --grid --family both    # the full grid, see README.md
     python benchmarks/bench_solver.py --grid --sizes 500,2000 --penalties 0.25 --peer-samples 4
     python benchmarks/bench_solver.py --device cuda   # our solver on a GPU (peers on the CPU)
+    python benchmarks/bench_solver.py --grid --fixed-shape ...   # the GPU's loop, on the CPU
 
 `--grid` prints one markdown table over family x c x penalty, every cell measured in one
 run of all four solvers. skglm, celer and the text model are optional
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import SparseCoder
 
-from sklearn_splice import nonnegative_lasso
+from sklearn_splice import _solver, nonnegative_lasso
 from sklearn_splice._synthetic import make_concept_dictionary, make_sparse_signals
 
 from _dictionaries import families
@@ -122,8 +123,7 @@ def run_cell(D, Z, lam, counts, batch, device, peers, tol, X=None):
         "pass_eq": ours_t / len(Z) / per_pass, "per_pass": per_pass,
         "scoring_passes": info["n_passes"].mean(),
         "certified": int(certified.sum()), "converged": int(np.sum(info["converged"])),
-        # the method the solver chose, where it says: Gram matrix or scoring passes
-        "method": {True: "Gram", False: "passes"}.get(info.get("gram"), "-"),
+        "method": method_label(info, device),
         "gap": {"ours": gap_ours.max()}, "rate": {}, "obj": {}, "obj_diff": {},
     }
     w1 = W.sum(1)
@@ -143,6 +143,20 @@ def run_cell(D, Z, lam, counts, batch, device, peers, tol, X=None):
     res["vs_fast"] = res["ours"] / max(fast) if fast else float("nan")
     res["vs_sklearn"] = res["ours"] / res["rate"].get("sklearn", float("nan"))
     return res
+
+
+def method_label(info, device):
+    """The method the solver chose: the Gram matrix, or scoring passes, on fixed shapes where
+    the device runs those (with the samples handed on to the variable-shape loop, whose
+    passes count on top of their iterations)."""
+    if info.get("gram") is None:
+        return "-"
+    if info["gram"]:
+        return "Gram"
+    if torch.device(device).type not in _solver._FIXED_SHAPE_DEVICES:
+        return "passes"
+    handed = int(np.sum(info["n_passes"] > info["n_iter"]))
+    return "fixed shape" + (f", {handed} handed on" if handed else "")
 
 
 def compare(family, D, Z, lam, counts, batch, device, peers, tol):
@@ -318,7 +332,12 @@ def main():
                         "default: per dictionary size, 32/32/16 (skglm/celer/sklearn) up to "
                         "c = 2,000, 16/16/6 at 10,000, 8/8/3 above")
     parser.add_argument("--tol", type=float, default=1e-6, help="duality-gap tolerance, all")
+    parser.add_argument("--fixed-shape", action="store_true",
+                        help="run our scoring iterations on fixed shapes, as on a GPU, even on "
+                        "the CPU (to check them where there is no GPU; slow there)")
     args = parser.parse_args()
+    if args.fixed_shape:
+        _solver._FIXED_SHAPE_DEVICES = ("cpu", "cuda")
     device = resolve_device(parser, args.device)
     on_gpu = device.startswith("cuda")
     n = args.samples or (16384 if on_gpu else 64 if args.quick else 256)
