@@ -37,6 +37,7 @@ from ._solver import (
     _gather_square,
     _inner_eps,
     _mask_support,
+    _max_violation,
     _working_set_batch,
 )
 from ._torch_utils import import_torch
@@ -159,6 +160,7 @@ def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef, inv_norm)
     nz = (W > 0).nonzero()
     rows, cols, vals = act[nz[:, 0]], idx[nz[:, 0], nz[:, 1]], W[nz[:, 0], nz[:, 1]]
     hard = act[torch.cat([f[3] for f in finished])]
+    iters = passes.clone()  # one pass per iteration of the loop that gave the answer
     if hard.numel():
         h_rows, h_cols, h_vals, h_gaps, h_passes, _ = _working_set_batch(
             z[hard], mu[hard], C_pass, C64, tol, max_iter, margin_coef, inv_norm
@@ -166,11 +168,9 @@ def _fixed_shape_batch(z, mu, C_pass, C64, tol, max_iter, margin_coef, inv_norm)
         rows, cols = torch.cat([rows, hard[h_rows]]), torch.cat([cols, h_cols])
         vals = torch.cat([vals, h_vals])
         gaps[hard] = h_gaps
-        iters = passes.clone()  # one pass per iteration...
-        iters[hard] = h_passes  # ...of the loop that gave the answer
+        iters[hard] = h_passes
         passes[hard] += h_passes
-        return rows, cols, vals, gaps, passes, iters
-    return rows, cols, vals, gaps, passes, passes.clone()  # one pass per iteration
+    return rows, cols, vals, gaps, passes, iters
 
 
 def _step(st, K, kt, top_vals, top_ids, C64, min_add):
@@ -257,8 +257,7 @@ def _certified_max(best32, top_vals, top_ids, r, C64, margin, supp_corr, supp_id
     exact = torch.where(cand, exact, torch.full_like(exact, ninf))
     cmax = torch.maximum(supp_corr.max(1).values, exact.max(1).values)
     excess = torch.maximum(
-        ((supp_corr - mu[:, None]) * inv_norm[supp_idx]).max(1).values,
-        ((exact - mu[:, None]) * inv_norm[ids]).max(1).values,
+        _max_violation(supp_corr, mu, inv_norm[supp_idx]), _max_violation(exact, mu, inv_norm[ids])
     )
     if m == C64.shape[0]:  # every concept rescored
         return cmax, excess, torch.zeros_like(cand[:, 0])

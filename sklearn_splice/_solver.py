@@ -597,6 +597,13 @@ def _relative_gap(zz, rr, ry, w_sum, cmax, mu, excess):
     return torch.where(primal > 0, excess / primal.clamp_min(1e-300), torch.zeros_like(gap))
 
 
+def _max_violation(scores, mu, inv_norm):
+    """Per row, ``max_j (scores_j - mu) * inv_norm_j``: the largest violation of the
+    optimality conditions, in units of each concept's norm (``inv_norm`` as in
+    :class:`_PreparedDictionary`, per column or per entry)."""
+    return ((scores - mu[:, None]) * inv_norm).max(1).values
+
+
 def _exact_max_corr(best32, top_vals, top_ids, r, C64, margin, supp_corr, supp_idx, mu, inv_norm):
     """``max_j C_j . r`` in float64, using approximate scores only to pick candidates; and
     the largest violation ``max_j (C_j . r - mu) * inv_norm[j]`` among the same concepts.
@@ -616,7 +623,7 @@ def _exact_max_corr(best32, top_vals, top_ids, r, C64, margin, supp_corr, supp_i
     k, any_full = torch.stack([cand.sum(1).max(), cand.all(1).any().long()]).tolist()
     if supp_corr.shape[1]:
         cmax = supp_corr.max(1).values
-        excess = ((supp_corr - mu[:, None]) * inv_norm[supp_idx]).max(1).values
+        excess = _max_violation(supp_corr, mu, inv_norm[supp_idx])
     else:
         cmax = excess = torch.full_like(r[:, 0], ninf)
     if k:
@@ -624,13 +631,13 @@ def _exact_max_corr(best32, top_vals, top_ids, r, C64, margin, supp_corr, supp_i
         exact = torch.einsum("bkd,bd->bk", C64[ids], r)
         exact = torch.where(cand[:, :k], exact, torch.full_like(exact, ninf))
         cmax = torch.maximum(cmax, exact.max(1).values)
-        excess = torch.maximum(excess, ((exact - mu[:, None]) * inv_norm[ids]).max(1).values)
+        excess = torch.maximum(excess, _max_violation(exact, mu, inv_norm[ids]))
     if k == top_ids.shape[1] and top_ids.shape[1] < C64.shape[0]:
         if any_full:  # candidates may go on beyond the ones listed
             rows = cand.all(1).nonzero().squeeze(1)
             scores = r[rows] @ C64.T
             cmax[rows] = scores.max(1).values
-            excess[rows] = ((scores - mu[rows, None]) * inv_norm).max(1).values
+            excess[rows] = _max_violation(scores, mu[rows], inv_norm)
     return cmax, excess
 
 
@@ -1180,7 +1187,7 @@ def _fista_batch(z, mu, C64, tol, max_iter, lipschitz, inv_norm, check_every=10)
             r = zz - w @ C64
             corr = r @ C64.T
             passes[act] += 1
-            excess = ((corr - mu[:, None]) * inv_norm).max(1).values
+            excess = _max_violation(corr, mu, inv_norm)
             gaps[act] = rel = _excess_gap(zz, r, w.sum(1), corr.max(1).values, mu, excess)
             done = rel <= tol
             if bool(done.any()):

@@ -86,12 +86,9 @@ def wide():
 def reference(Z, D, lam, **kwargs):
     """The variable-shape loop's answer."""
     prepared = _solver._prepare_dictionary(D, "cpu")
-    devices = _solver._FIXED_SHAPE_DEVICES
-    _solver._FIXED_SHAPE_DEVICES = ()
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_solver, "_FIXED_SHAPE_DEVICES", ())
         return _solver._nonnegative_lasso(Z, prepared, lam, precompute=False, **kwargs)
-    finally:
-        _solver._FIXED_SHAPE_DEVICES = devices
 
 
 @pytest.mark.filterwarnings("error::sklearn.exceptions.ConvergenceWarning")
