@@ -392,7 +392,13 @@ def _run(tasks: list[tuple], client, desc: str, enabled: bool) -> Iterator[Any]:
 
 def _on_workers(obj, client):
     """``obj`` as the workers get it: one task's result, recomputed if its worker dies."""
-    return obj if client is None else client.submit(_identity, obj, pure=False)
+    if client is None:
+        return obj
+    # Sent once, in the one graph of this task, on purpose: scattered data would be lost
+    # with its worker. dask's size warning (10 MB; a CLIP dictionary takes more) is about
+    # graphs that repeat their data, which this one does not.
+    with _need("dask").config.set({"distributed.admin.large-graph-warning-threshold": "1PB"}):
+        return client.submit(_identity, obj, pure=False)
 
 
 def _check_image_modality(transformer) -> None:

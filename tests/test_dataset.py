@@ -4,6 +4,7 @@ Parquet read back with pyarrow, and a dask LocalCluster whose worker dies mid-ru
 import os
 import pickle
 import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -202,6 +203,22 @@ def test_fit_dataset_on_the_cluster_equals_fit(client, encoder, shards, fitted):
     on_cluster = fit_dataset(shards, splice(encoder), client=client, progress=False)
     np.testing.assert_allclose(on_cluster.mean_, fitted.mean_, rtol=0, atol=1e-7)
     assert on_cluster.n_samples_seen_ == fitted.n_samples_seen_
+
+
+def test_the_jobs_send_the_transformer_without_a_large_graph_warning(
+    client, encoder, shards, fitted, tmp_path
+):
+    # Each job sends the encoder or transformer once, as one task: a real CLIP model's
+    # dictionary takes tens of MB, over dask's 10 MB warning threshold. Lowered here, the
+    # threshold makes the tiny one exceed it too.
+    dask = pytest.importorskip("dask")
+    with dask.config.set({"distributed.admin.large-graph-warning-threshold": "2kB"}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            fit_dataset(shards[:2], splice(encoder), client=client, progress=False)
+            decompose_dataset(shards[:2], fitted, str(tmp_path), client=client, progress=False)
+    assert len(pickle.dumps(fitted)) > 2000
+    assert not [w for w in caught if "large graph" in str(w.message)]
 
 
 # -- in this process -------------------------------------------------------------------------
