@@ -394,7 +394,7 @@ def _on_workers(obj, client):
     """``obj`` as the workers get it: one task's result, recomputed if its worker dies."""
     if client is None:
         return obj
-    # Sent once, in the one graph of this task, on purpose: scattered data would be lost
+    # Sent once, in the graph of a single dask task, on purpose: scattered data would be lost
     # with its worker. dask's size warning (10 MB; a CLIP dictionary takes more) is about
     # graphs that repeat their data, which this one does not.
     with _need("dask").config.set({"distributed.admin.large-graph-warning-threshold": "1PB"}):
